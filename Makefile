@@ -1,0 +1,40 @@
+# meshver front door: build the filter, run the tests, run the demo.
+PYTHON ?= python3
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/meshver.wasm
+VENV := .venv
+# Re-install only when the pinned requirements change.
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: build venv test demo lint clean
+
+build:
+	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET)
+	@bytes=$$(wc -c < $(WASM)); \
+	  echo "$(WASM): $$bytes bytes ($$(( (bytes + 1023) / 1024 )) KiB)"
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+# Native unit tests first: they fail fastest.
+test:
+	cargo test
+	$(MAKE) --no-print-directory build venv
+	$(VENV)/bin/python -m pytest -q tests
+
+demo: build venv
+	$(VENV)/bin/python examples/demo.py
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,89 @@
+//! The validated catalog the filter decides with: versions parsed, route keys filled in,
+//! lists sorted, so that nothing is parsed or allocated per request.
+
+use crate::sources::Source;
+use crate::version::RequestedVersion;
+use semver::Version;
+
+/// All services, in match order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub route_header: String,
+    pub services: Vec<Service>,
+}
+
+/// One service, ready for requests.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub path_prefixes: Vec<String>,
+    pub hosts: Vec<HostPattern>,
+    /// Sorted by version, oldest first.
+    pub deployments: Vec<Deployment>,
+    /// One per major that has deployments, sorted by major.
+    pub lines: Vec<Line>,
+    pub default_version: DefaultVersion,
+    /// The sources that are on, in precedence order.
+    pub sources: Vec<Source>,
+    pub version_header: String,
+    pub query_param: String,
+    pub accept_vendor: Option<String>,
+    pub strip_version: bool,
+    pub set_version_header: bool,
+    /// Deployed versions, oldest first, as listed in errors and `api-supported-versions`.
+    pub supported_versions: Vec<String>,
+}
+
+/// One deployed version.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub version: Version,
+    pub route: String,
+    pub weight: Option<u32>,
+}
+
+/// The deployments that share a major version.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub major: u64,
+    pub route: String,
+    /// How many deployments the line has (they are contiguous in `Service::deployments`).
+    pub size: usize,
+}
+
+/// What a request that names no version gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultVersion {
+    Fixed(RequestedVersion),
+    /// The newest major line, as if the request had named that major.
+    Latest,
+    Reject,
+}
+
+/// A host the service answers to: exact, or `*.suffix` for any subdomain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Holds the suffix with its leading dot (`.example.com`).
+    Subdomains(String),
+}
+
+impl HostPattern {
+    /// Whether an `:authority` value (port removed) is this host, ignoring case.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        match self {
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
+            HostPattern::Subdomains(suffix) => {
+                host.len() > suffix.len()
+                    && host.get(host.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+            }
+        }
+    }
+}
+
+impl Service {
+    /// The line of a major, if any deployment has it.
+    pub fn line(&self, major: u64) -> Option<&Line> {
+        self.lines.iter().find(|l| l.major == major)
+    }
+}

@@ -1,0 +1,17 @@
+//! meshver: API version management in the sidecar.
+//!
+//! Data flows one way: the host adapter ([`host`], wasm only) reads the request's bytes,
+//! [`resolve::decide`] turns them and the [`config::Catalog`] into a [`resolve::Plan`],
+//! and the host applies it. Everything but `host` is plain Rust, tested natively.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod config;
+pub mod problem;
+pub mod request;
+pub mod resolve;
+pub mod sources;
+pub mod version;
+
+#[cfg(target_arch = "wasm32")]
+mod host;

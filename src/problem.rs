@@ -1,0 +1,117 @@
+//! RFC 9457 problem details: the answers the filter gives by itself.
+
+use serde::Serialize;
+
+/// Response header listing the versions a service has deployed (also sent on rejections).
+pub const SUPPORTED_VERSIONS_HEADER: &str = "api-supported-versions";
+/// The media type of every answer the filter gives by itself.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// Problem types are `urn:meshver:problem:<kind>`; the README lists every kind.
+const TYPE_PREFIX: &str = "urn:meshver:problem:";
+
+/// Why the filter answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// A version source holds something that is not a version (400).
+    MalformedVersion,
+    /// Two sources (or two values of one) name different versions (400).
+    VersionConflict,
+    /// The request named no version and the service has no default (400).
+    VersionRequired,
+    /// No deployment serves the requested version (400).
+    UnsupportedVersion,
+}
+
+impl ProblemKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ProblemKind::MalformedVersion
+            | ProblemKind::VersionConflict
+            | ProblemKind::VersionRequired
+            | ProblemKind::UnsupportedVersion => 400,
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            ProblemKind::MalformedVersion => "malformed-version",
+            ProblemKind::VersionConflict => "version-conflict",
+            ProblemKind::VersionRequired => "version-required",
+            ProblemKind::UnsupportedVersion => "unsupported-version",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::MalformedVersion => "Malformed API version",
+            ProblemKind::VersionConflict => "Conflicting API versions",
+            ProblemKind::VersionRequired => "API version required",
+            ProblemKind::UnsupportedVersion => "Unsupported API version",
+        }
+    }
+}
+
+/// A problem+json answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    pub detail: String,
+    pub service: String,
+    /// Deployed versions of the service, oldest first.
+    pub supported_versions: Vec<String>,
+    /// The version the request asked for, normalised, when it could be read.
+    pub requested_version: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    type_uri: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    service: &'a str,
+    supported_versions: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_version: Option<&'a str>,
+}
+
+impl Problem {
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        let body = Body {
+            type_uri: format!("{TYPE_PREFIX}{}", self.kind.slug()),
+            title: self.kind.title(),
+            status: self.status(),
+            detail: &self.detail,
+            service: &self.service,
+            supported_versions: &self.supported_versions,
+            requested_version: self.requested_version.as_deref(),
+        };
+        // Serialising plain strings and numbers cannot fail; an empty body is the fallback anyway.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// The response headers that go with the body.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("content-type", PROBLEM_CONTENT_TYPE.to_owned()),
+            (SUPPORTED_VERSIONS_HEADER, self.supported_versions.join(", ")),
+            ("cache-control", "no-store".to_owned()),
+        ]
+    }
+}
+
+/// Raw request bytes as they may appear in a message: lossy UTF-8, at most 64 characters.
+pub fn quote_raw(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut shown: String = text.chars().take(64).collect();
+    if text.chars().nth(64).is_some() {
+        shown.push('…');
+    }
+    format!("{shown:?}")
+}

@@ -1,0 +1,209 @@
+//! Table-driven tests of the decision, over the demo catalog.
+
+use super::*;
+use crate::config::{self, Catalog};
+use crate::problem::ProblemKind;
+
+fn demo() -> Catalog {
+    config::load(include_bytes!("../../examples/catalog.json")).unwrap()
+}
+
+/// Headers for a request: `(name, value)` pairs, pseudo-headers included.
+fn headers(path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    let mut h = vec![
+        (":method".to_string(), b"POST".to_vec()),
+        (":path".to_string(), path.as_bytes().to_vec()),
+        (":authority".to_string(), b"localhost:10000".to_vec()),
+    ];
+    h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
+    h
+}
+
+/// What a forwarded request looks like, flattened for comparison.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    route: String,
+    version_header: Option<String>,
+    path: Option<String>,
+}
+
+fn forward(catalog: &Catalog, path: &str, extra: &[(&str, &[u8])]) -> Result<Seen, ProblemKind> {
+    let h = headers(path, extra);
+    match decide(catalog, &Request::new(&h)).outcome {
+        Outcome::Forward(f) => Ok(Seen {
+            route: f.route.to_string(),
+            version_header: f.set_headers.iter().find(|(n, _)| *n == "x-api-version").map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+            path: f.path.map(|p| String::from_utf8_lossy(&p).into_owned()),
+        }),
+        Outcome::Reject(p) => Err(p.kind),
+        Outcome::PassThrough => panic!("{path} matched no service"),
+    }
+}
+
+fn seen(route: &str, version: &str, path: Option<&str>) -> Result<Seen, ProblemKind> {
+    Ok(Seen { route: route.into(), version_header: Some(version.into()), path: path.map(Into::into) })
+}
+
+#[test]
+fn resolves_every_source_and_form() {
+    let c = demo();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], Result<Seen, ProblemKind>);
+    let grpc: &[(&str, &[u8])] = &[("content-type", b"application/grpc")];
+    let cases: Vec<Case> = vec![
+        // No version: the default (1) serves the 1.x line.
+        ("/register", &[], seen("user-v1", "1", None)),
+        // Header, every accepted form.
+        ("/register", &[("x-api-version", b"2")], seen("user-v2", "2", None)),
+        ("/register", &[("x-api-version", b"v2")], seen("user-v2", "2", None)),
+        ("/register", &[("x-api-version", b"V2")], seen("user-v2", "2", None)),
+        ("/register", &[("x-api-version", b" 2.1 ")], seen("user-2.1.0", "2.1", None)),
+        ("/register", &[("x-api-version", b"2.0")], seen("user-v2", "2.0", None)),
+        ("/register", &[("x-api-version", b"2.0.4")], seen("user-2.1.0", "2.0.4", None)),
+        ("/register", &[("x-api-version", b"1.4.0")], seen("user-v1", "1.4.0", None)),
+        // Path prefix and suffix, stripped for the upstream.
+        ("/v2/register", &[], seen("user-v2", "2", Some("/register"))),
+        ("/V2.1/login?x=1", &[], seen("user-2.1.0", "2.1", Some("/login?x=1"))),
+        ("/register_v2", &[], seen("user-v2", "2", Some("/register"))),
+        ("/v2/register_v2", &[], seen("user-v2", "2", Some("/register"))),
+        // Accept.
+        ("/register", &[("accept", b"application/json; version=2")], seen("user-v2", "2", None)),
+        ("/register", &[("accept", b"application/vnd.acme.v2.1+json")], seen("user-2.1.0", "2.1", None)),
+        ("/register", &[("accept", b"application/vnd.other.v2+json")], seen("user-v1", "1", None)),
+        // Query, the parameter removed and the rest kept in order.
+        ("/register?api-version=2", &[], seen("user-v2", "2", Some("/register"))),
+        ("/register?a=1&api-version=2.1&b=2", &[], seen("user-2.1.0", "2.1", Some("/register?a=1&b=2"))),
+        // gRPC package.
+        ("/acme.user.v2.UserService/Register", grpc, seen("user-v2", "2", None)),
+        ("/acme.user.v1.UserService/Register", grpc, seen("user-v1", "1", None)),
+        // Sources that agree are fine; ones that disagree are a conflict.
+        // The first source in precedence order (header) gives the normalised value.
+        ("/v2/register", &[("x-api-version", b"v2.0.0")], seen("user-v2", "2.0.0", Some("/register"))),
+        ("/v1/register", &[("x-api-version", b"2")], Err(ProblemKind::VersionConflict)),
+        ("/register?api-version=1", &[("accept", b"application/json; version=2")], Err(ProblemKind::VersionConflict)),
+        ("/register", &[("x-api-version", b"2"), ("x-api-version", b"2.1")], Err(ProblemKind::VersionConflict)),
+        ("/register?api-version=2&api-version=1", &[], Err(ProblemKind::VersionConflict)),
+        // Malformed and unsupported.
+        ("/register", &[("x-api-version", b"two")], Err(ProblemKind::MalformedVersion)),
+        ("/register", &[("x-api-version", b"\xff\xfe")], Err(ProblemKind::MalformedVersion)),
+        ("/register", &[("x-api-version", b"")], Err(ProblemKind::MalformedVersion)),
+        ("/v02/register", &[], Err(ProblemKind::MalformedVersion)),
+        ("/register?api-version=latest", &[], Err(ProblemKind::MalformedVersion)),
+        ("/register", &[("accept", b"application/json; version=x")], Err(ProblemKind::MalformedVersion)),
+        ("/register", &[("x-api-version", b"3")], Err(ProblemKind::UnsupportedVersion)),
+        ("/register", &[("x-api-version", b"2.2")], Err(ProblemKind::UnsupportedVersion)),
+        ("/register", &[("x-api-version", b"1.5")], Err(ProblemKind::UnsupportedVersion)),
+        ("/v3/order", &[], Err(ProblemKind::UnsupportedVersion)),
+        // The order service has its own lines.
+        ("/order", &[], seen("order-v1", "1", None)),
+        ("/v2/order", &[], seen("order-v2", "2", Some("/order"))),
+    ];
+    for (path, extra, want) in cases {
+        assert_eq!(forward(&c, path, extra), want, "{path} {extra:?}");
+    }
+}
+
+#[test]
+fn strips_owned_headers_whatever_the_outcome() {
+    let c = demo();
+    for path in ["/register", "/nothing-here", "/register?api-version=9"] {
+        let h = headers(path, &[("x-meshver-route", b"user-2.1.0"), ("x-meshver-anything", b"\xff"), ("x-other", b"1")]);
+        let plan = decide(&c, &Request::new(&h));
+        assert_eq!(plan.remove_headers, vec!["x-meshver-route", "x-meshver-anything"], "{path}");
+    }
+}
+
+#[test]
+fn unmatched_requests_pass_through() {
+    let c = demo();
+    for path in ["/", "/orders-archive-x", "/v2/health", "", "*"] {
+        let h = headers(path, &[("x-api-version", b"garbage")]);
+        let outcome = decide(&c, &Request::new(&h)).outcome;
+        // `/orders-archive-x` starts with `/order`: Envoy-style prefixes are plain string prefixes.
+        if path.starts_with("/order") {
+            assert!(matches!(outcome, Outcome::Reject(_)), "{path}");
+        } else {
+            assert_eq!(outcome, Outcome::PassThrough, "{path}");
+        }
+    }
+}
+
+#[test]
+fn problems_name_the_service_and_versions() {
+    let c = demo();
+    let h = headers("/register", &[("x-api-version", b"3")]);
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h)).outcome else { panic!("not rejected") };
+    assert_eq!(problem.status(), 400);
+    let body: serde_json::Value = serde_json::from_slice(&problem.body()).unwrap();
+    assert_eq!(body["type"], "urn:meshver:problem:unsupported-version");
+    assert_eq!(body["status"], 400);
+    assert_eq!(body["service"], "user");
+    assert_eq!(body["requested_version"], "3");
+    assert_eq!(body["supported_versions"], serde_json::json!(["1.4.0", "2.0.3", "2.1.0"]));
+    assert!(body["detail"].as_str().unwrap().contains("^3"), "{body}");
+    let headers = problem.headers();
+    assert!(headers.contains(&("content-type", "application/problem+json".to_string())));
+    assert!(headers.contains(&("api-supported-versions", "1.4.0, 2.0.3, 2.1.0".to_string())));
+}
+
+#[test]
+fn defaults_latest_and_reject() {
+    let catalog = |default: &str| {
+        config::load(format!(r#"{{"services":[{{"name":"s","match":{{"path_prefixes":["/"]}},"default_version":"{default}",
+            "deployments":[{{"version":"1.0.0"}},{{"version":"2.0.0"}},{{"version":"2.3.1"}}]}}]}}"#).as_bytes()).unwrap()
+    };
+    let h = headers("/x", &[]);
+    let route = |c: &Catalog| match decide(c, &Request::new(&h)).outcome {
+        Outcome::Forward(f) => Ok(f.route.to_string()),
+        Outcome::Reject(p) => Err(p.kind),
+        Outcome::PassThrough => panic!("unmatched"),
+    };
+    assert_eq!(route(&catalog("latest")), Ok("s-v2".into()));
+    assert_eq!(route(&catalog("2.3")), Ok("s-2.3.1".into()));
+    assert_eq!(route(&catalog("1")), Ok("s-v1".into()));
+    assert_eq!(route(&catalog("reject")), Err(ProblemKind::VersionRequired));
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    let c = demo();
+    let long = vec![b'9'; 100_000];
+    let weird: Vec<Vec<u8>> = vec![vec![], vec![0xff; 64], long.clone(), b"v".to_vec(), b"/".to_vec(), b"?&&=&".to_vec(), b"/v/_v".to_vec(), [b"/v2/".as_slice(), &long].concat()];
+    for path in &weird {
+        for value in &weird {
+            let mut h = vec![(":path".to_string(), path.clone()), (":authority".to_string(), value.clone())];
+            for name in ["x-api-version", "accept", "content-type", "x-meshver-route"] {
+                h.push((name.to_string(), value.clone()));
+                h.push((name.to_string(), value.clone()));
+            }
+            let _ = decide(&c, &Request::new(&h));
+        }
+    }
+}
+
+#[test]
+fn rewrite_can_be_turned_off() {
+    let c = config::load(br#"{"services":[{"name":"s","match":{"path_prefixes":["/x"]},"default_version":"1",
+        "rewrite":{"strip_version":false,"set_version_header":false},"deployments":[{"version":"1.0.0"}]}]}"#).unwrap();
+    let h = headers("/v1/x?api-version=1", &[]);
+    let Outcome::Forward(f) = decide(&c, &Request::new(&h)).outcome else { panic!("not forwarded") };
+    assert_eq!(f.path, None);
+    assert_eq!(f.set_headers.len(), 1, "only the route header");
+}
+
+#[test]
+fn hosts_match_case_insensitively() {
+    let c = config::load(br#"{"services":[
+        {"name":"a","match":{"hosts":["api.example.com"]},"default_version":"1","deployments":[{"version":"1.0.0"}]},
+        {"name":"b","match":{"hosts":["*.svc.local"],"path_prefixes":["/b"]},"default_version":"1","deployments":[{"version":"1.0.0"}]}]}"#).unwrap();
+    let service = |authority: &[u8], path: &str| {
+        let h = vec![(":path".to_string(), path.as_bytes().to_vec()), (":authority".to_string(), authority.to_vec())];
+        match decide(&c, &Request::new(&h)).outcome {
+            Outcome::Forward(f) => Some(f.service.to_string()),
+            _ => None,
+        }
+    };
+    assert_eq!(service(b"API.example.com:443", "/anything"), Some("a".into()));
+    assert_eq!(service(b"x.svc.local", "/b/1"), Some("b".into()));
+    assert_eq!(service(b"x.svc.local", "/c"), None);
+    assert_eq!(service(b"svc.local", "/b"), None);
+}
