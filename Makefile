@@ -11,8 +11,7 @@ VENV_STAMP := $(VENV)/.installed
 build:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET)
-	@bytes=$$(wc -c < $(WASM)); \
-	  echo "$(WASM): $$bytes bytes ($$(( (bytes + 1023) / 1024 )) KiB)"
+	@wc -c < $(WASM) | awk '{ printf "$(WASM): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
 
 venv: $(VENV_STAMP)
 

@@ -64,7 +64,9 @@ fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> 
 fn strip_port(authority: &[u8]) -> &[u8] {
     // An IPv6 literal keeps its colons inside brackets.
     let colon = match authority.iter().rposition(|b| *b == b']') {
-        Some(bracket) => authority.get(bracket..).and_then(|tail| tail.iter().position(|b| *b == b':')).map(|c| c + bracket),
+        Some(bracket) => {
+            authority.get(bracket..).and_then(|tail| tail.iter().position(|b| *b == b':')).map(|c| c + bracket)
+        }
         None => authority.iter().position(|b| *b == b':'),
     };
     match colon {
@@ -147,7 +149,9 @@ mod tests {
 
     #[test]
     fn strips_the_port_from_the_host() {
-        for (authority, host) in [("a.b:80", "a.b"), ("a.b", "a.b"), ("[::1]:8080", "[::1]"), ("[::1]", "[::1]"), ("", "")] {
+        for (authority, host) in
+            [("a.b:80", "a.b"), ("a.b", "a.b"), ("[::1]:8080", "[::1]"), ("[::1]", "[::1]"), ("", "")]
+        {
             let headers = vec![(":authority".to_string(), authority.as_bytes().to_vec())];
             assert_eq!(Request::new(&headers).host, host.as_bytes());
         }

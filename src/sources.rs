@@ -20,7 +20,8 @@ pub enum Source {
 
 impl Source {
     /// Every source, in the default precedence order.
-    pub const ALL: [Source; 6] = [Source::Header, Source::Path, Source::Suffix, Source::Accept, Source::Query, Source::Grpc];
+    pub const ALL: [Source; 6] =
+        [Source::Header, Source::Path, Source::Suffix, Source::Accept, Source::Query, Source::Grpc];
 
     /// The name used in the configuration and in error messages.
     pub fn name(self) -> &'static str {
@@ -48,7 +49,8 @@ pub struct Found<'a> {
 pub fn find_versions<'a>(service: &Service, request: &Request<'a>) -> Vec<Found<'a>> {
     let mut found = Vec::new();
     for source in &service.sources {
-        let mut push = |raw: &'a [u8]| found.push(Found { source: *source, raw, version: RequestedVersion::parse(raw) });
+        let mut push =
+            |raw: &'a [u8]| found.push(Found { source: *source, raw, version: RequestedVersion::parse(raw) });
         match source {
             Source::Header => request.values(&service.version_header).for_each(&mut push),
             Source::Path => request.leading_version.iter().for_each(|v| push(v.raw)),
@@ -80,11 +82,9 @@ where
 
 /// The query string's `key=value` pairs; a pair without `=` has an empty value.
 pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query.split(|b| *b == b'&').filter(|pair| !pair.is_empty()).map(|pair| {
-        match pair.iter().position(|b| *b == b'=') {
-            Some(at) => (pair.get(..at).unwrap_or_default(), pair.get(at + 1..).unwrap_or_default()),
-            None => (pair, &[][..]),
-        }
+    query.split(|b| *b == b'&').filter(|pair| !pair.is_empty()).map(|pair| match pair.iter().position(|b| *b == b'=') {
+        Some(at) => (pair.get(..at).unwrap_or_default(), pair.get(at + 1..).unwrap_or_default()),
+        None => (pair, &[][..]),
     })
 }
 
@@ -185,7 +185,11 @@ mod tests {
             ("", None),
         ];
         for (path, want) in cases {
-            assert_eq!(grpc_package_version(path.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()), want.map(str::to_owned), "{path}");
+            assert_eq!(
+                grpc_package_version(path.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned()),
+                want.map(str::to_owned),
+                "{path}"
+            );
         }
     }
 }

@@ -32,9 +32,7 @@ impl fmt::Display for VersionError {
         f.write_str(match self {
             VersionError::Empty => "the version is empty",
             VersionError::TooLong => "the version is too long",
-            VersionError::Invalid => {
-                "expected MAJOR, MAJOR.MINOR or MAJOR.MINOR.PATCH, optionally prefixed with v"
-            }
+            VersionError::Invalid => "expected MAJOR, MAJOR.MINOR or MAJOR.MINOR.PATCH, optionally prefixed with v",
         })
     }
 }
@@ -74,13 +72,7 @@ impl RequestedVersion {
 
     /// The semver range this request stands for.
     pub fn comparator(&self) -> Comparator {
-        Comparator {
-            op: Op::Caret,
-            major: self.major,
-            minor: self.minor,
-            patch: self.patch,
-            pre: Prerelease::EMPTY,
-        }
+        Comparator { op: Op::Caret, major: self.major, minor: self.minor, patch: self.patch, pre: Prerelease::EMPTY }
     }
 
     /// Whether a deployment of `version` can serve this request.
@@ -198,8 +190,7 @@ mod tests {
         ];
         for (requested, want) in cases {
             let req = RequestedVersion::parse_str(requested).unwrap();
-            let got: Vec<String> =
-                deployed.iter().filter(|d| req.is_served_by(d)).map(ToString::to_string).collect();
+            let got: Vec<String> = deployed.iter().filter(|d| req.is_served_by(d)).map(ToString::to_string).collect();
             assert_eq!(&got, want, "request {requested}");
         }
     }

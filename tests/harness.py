@@ -34,6 +34,8 @@ _children = []
 # Every Envoy started, in order: conftest uses it to check logs and show them on failure.
 started_envoys = []
 _base_ids = itertools.count()
+# Ports free_port() already gave out: a port chosen but not yet bound must not be given twice.
+_given_ports = set(RESERVED_PORTS)
 
 
 @atexit.register
@@ -61,7 +63,8 @@ def free_port():
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port not in RESERVED_PORTS:
+        if port not in _given_ports:
+            _given_ports.add(port)
             return port
 
 
@@ -78,6 +81,11 @@ def _wait_until(check, timeout, proc):
             pass
         time.sleep(0.05)
     return False
+
+
+def _why_not_ready(proc, timeout):
+    code = proc.poll()
+    return f"exited with code {code}" if code is not None else f"was not ready after {timeout}s"
 
 
 def _stop_process(proc, sig=signal.SIGTERM, grace=5):
@@ -106,9 +114,10 @@ class Upstream:
         _children.append(self.proc)
         healthy = lambda: http1("GET", self.url + "/healthz", timeout=1).status == 200
         if not _wait_until(healthy, 10, self.proc):
+            why = _why_not_ready(self.proc, 10)
             self.stop()
-            raise RuntimeError(f"upstream {self.name} on port {self.port} did not become "
-                               f"healthy in 10s; stderr:\n{self.stderr_text()}")
+            raise RuntimeError(f"upstream {self.name} on port {self.port} {why}; "
+                               f"stderr:\n{self.stderr_text()}")
 
     def stderr_text(self):
         self._stderr.seek(0)
@@ -153,9 +162,9 @@ class Envoy:
         _children.append(self.proc)
         started_envoys.append(self)
         if not _wait_until(self._ready, 20, self.proc):
+            why = _why_not_ready(self.proc, 20)
             self.stop()
-            raise RuntimeError(f"{name} did not become ready in 20s (exit code "
-                               f"{self.proc.returncode}); log tail:\n{self.log_tail()}")
+            raise RuntimeError(f"{name} on port {self.port} {why}; log tail:\n{self.log_tail()}")
 
     def _ready(self):
         if http1("GET", self.admin_url + "/ready", timeout=1).status != 200:
@@ -426,7 +435,7 @@ def raw_http1(port, raw, timeout=5):
     """Send raw request bytes to 127.0.0.1:port and parse the one answer.
 
     For requests normal clients refuse to send (e.g. non-UTF-8 header values).
-    Header values are decoded as latin-1, so any byte survives.
+    Header values are decoded as latin-1, so any byte survives. Not for HEAD.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(raw)

@@ -162,6 +162,8 @@ def main(argv=None):
         "faults": Faults(args.fail_rate, args.delay_ms),
         "verbose": args.verbose,
     })
+    # A longer accept backlog than the default 5, for load and canary tests.
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((args.host, args.port), handler)
     server.daemon_threads = True  # open keep-alive connections must not block exit
 

@@ -75,7 +75,9 @@ impl HostPattern {
             HostPattern::Exact(name) => host.eq_ignore_ascii_case(name.as_bytes()),
             HostPattern::Subdomains(suffix) => {
                 host.len() > suffix.len()
-                    && host.get(host.len() - suffix.len()..).is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
+                    && host
+                        .get(host.len() - suffix.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix.as_bytes()))
             }
         }
     }

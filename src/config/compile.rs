@@ -23,7 +23,10 @@ impl Errors {
 pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
     let mut errors = Errors::default();
     let route_header = config.route_header.unwrap_or_else(|| DEFAULT_ROUTE_HEADER.to_owned());
-    if !is_header_name(&route_header) || !route_header.starts_with(OWNED_HEADER_PREFIX) || route_header.len() == OWNED_HEADER_PREFIX.len() {
+    if !is_header_name(&route_header)
+        || !route_header.starts_with(OWNED_HEADER_PREFIX)
+        || route_header.len() == OWNED_HEADER_PREFIX.len()
+    {
         errors.add("$.route_header", format!("{route_header:?} must be a lower-case header name starting with {OWNED_HEADER_PREFIX:?}, so that clients cannot set it"));
     }
     if config.services.is_empty() {
@@ -46,10 +49,18 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
     }
 }
 
-fn compile_service(path: &str, config: ServiceConfig, route_keys: &mut BTreeSet<String>, errors: &mut Errors) -> Service {
+fn compile_service(
+    path: &str,
+    config: ServiceConfig,
+    route_keys: &mut BTreeSet<String>,
+    errors: &mut Errors,
+) -> Service {
     let name = config.name;
     if !is_service_name(&name) {
-        errors.add(format!("{path}.name"), format!("{name:?} must be lower-case letters, digits and '-', starting and ending with a letter or digit"));
+        errors.add(
+            format!("{path}.name"),
+            format!("{name:?} must be lower-case letters, digits and '-', starting and ending with a letter or digit"),
+        );
     }
 
     let matcher = config.matcher;
@@ -58,16 +69,27 @@ fn compile_service(path: &str, config: ServiceConfig, route_keys: &mut BTreeSet<
     }
     for (i, prefix) in matcher.path_prefixes.iter().enumerate() {
         if !prefix.starts_with('/') || prefix.bytes().any(|b| b == b'?' || b == b'#' || !b.is_ascii_graphic()) {
-            errors.add(format!("{path}.match.path_prefixes[{i}]"), format!("{prefix:?} must start with '/' and hold no spaces, '?' or '#'"));
+            errors.add(
+                format!("{path}.match.path_prefixes[{i}]"),
+                format!("{prefix:?} must start with '/' and hold no spaces, '?' or '#'"),
+            );
         }
     }
-    let hosts = matcher.hosts.iter().enumerate().filter_map(|(i, host)| {
-        let pattern = host_pattern(host);
-        if pattern.is_none() {
-            errors.add(format!("{path}.match.hosts[{i}]"), format!("{host:?} must be a host name (letters, digits, '-', '.') or *.domain"));
-        }
-        pattern
-    }).collect();
+    let hosts = matcher
+        .hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| {
+            let pattern = host_pattern(host);
+            if pattern.is_none() {
+                errors.add(
+                    format!("{path}.match.hosts[{i}]"),
+                    format!("{host:?} must be a host name (letters, digits, '-', '.') or *.domain"),
+                );
+            }
+            pattern
+        })
+        .collect();
 
     let deployments = compile_deployments(path, &name, config.deployments, route_keys, errors);
     let lines = compile_lines(path, &name, &deployments, config.lines, route_keys, errors);
@@ -82,7 +104,10 @@ fn compile_service(path: &str, config: ServiceConfig, route_keys: &mut BTreeSet<
                 DefaultVersion::Reject
             }
             Err(e) => {
-                errors.add(format!("{path}.default_version"), format!("{raw:?} is not \"latest\", \"reject\" or a version: {e}"));
+                errors.add(
+                    format!("{path}.default_version"),
+                    format!("{raw:?} is not \"latest\", \"reject\" or a version: {e}"),
+                );
                 DefaultVersion::Reject
             }
         },
@@ -97,15 +122,26 @@ fn compile_service(path: &str, config: ServiceConfig, route_keys: &mut BTreeSet<
 
     let version_header = config.version_header.unwrap_or_else(|| DEFAULT_VERSION_HEADER.to_owned());
     if !is_header_name(&version_header) || version_header.starts_with(OWNED_HEADER_PREFIX) {
-        errors.add(format!("{path}.version_header"), format!("{version_header:?} must be a lower-case header name not starting with {OWNED_HEADER_PREFIX:?}"));
+        errors.add(
+            format!("{path}.version_header"),
+            format!("{version_header:?} must be a lower-case header name not starting with {OWNED_HEADER_PREFIX:?}"),
+        );
     }
     let query_param = config.query_param.unwrap_or_else(|| DEFAULT_QUERY_PARAM.to_owned());
     if query_param.is_empty() || !query_param.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
-        errors.add(format!("{path}.query_param"), format!("{query_param:?} must be letters, digits, '-', '.', '_' or '~'"));
+        errors.add(
+            format!("{path}.query_param"),
+            format!("{query_param:?} must be letters, digits, '-', '.', '_' or '~'"),
+        );
     }
     if let Some(vendor) = &config.accept_vendor {
-        if vendor.is_empty() || !vendor.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
-            errors.add(format!("{path}.accept_vendor"), format!("{vendor:?} must be lower-case letters, digits, '-' or '.'"));
+        if vendor.is_empty()
+            || !vendor.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            errors.add(
+                format!("{path}.accept_vendor"),
+                format!("{vendor:?} must be lower-case letters, digits, '-' or '.'"),
+            );
         }
     }
 
@@ -127,7 +163,13 @@ fn compile_service(path: &str, config: ServiceConfig, route_keys: &mut BTreeSet<
     }
 }
 
-fn compile_deployments(path: &str, service: &str, configs: Vec<DeploymentConfig>, route_keys: &mut BTreeSet<String>, errors: &mut Errors) -> Vec<Deployment> {
+fn compile_deployments(
+    path: &str,
+    service: &str,
+    configs: Vec<DeploymentConfig>,
+    route_keys: &mut BTreeSet<String>,
+    errors: &mut Errors,
+) -> Vec<Deployment> {
     if configs.is_empty() {
         errors.add(format!("{path}.deployments"), "at least one deployment is needed");
     }
@@ -137,7 +179,10 @@ fn compile_deployments(path: &str, service: &str, configs: Vec<DeploymentConfig>
         let version = match Version::parse(config.version.trim()) {
             Ok(v) => v,
             Err(e) => {
-                errors.add(format!("{at}.version"), format!("{:?} is not a full semver version (like 2.1.0): {e}", config.version));
+                errors.add(
+                    format!("{at}.version"),
+                    format!("{:?} is not a full semver version (like 2.1.0): {e}", config.version),
+                );
                 continue;
             }
         };
@@ -157,7 +202,14 @@ fn compile_deployments(path: &str, service: &str, configs: Vec<DeploymentConfig>
     deployments
 }
 
-fn compile_lines(path: &str, service: &str, deployments: &[Deployment], mut configs: std::collections::BTreeMap<String, super::model::LineConfig>, route_keys: &mut BTreeSet<String>, errors: &mut Errors) -> Vec<Line> {
+fn compile_lines(
+    path: &str,
+    service: &str,
+    deployments: &[Deployment],
+    mut configs: std::collections::BTreeMap<String, super::model::LineConfig>,
+    route_keys: &mut BTreeSet<String>,
+    errors: &mut Errors,
+) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
     for deployment in deployments {
         match lines.last_mut() {
@@ -181,7 +233,13 @@ fn compile_lines(path: &str, service: &str, deployments: &[Deployment], mut conf
         start += line.size;
         let given: Vec<u32> = members.iter().filter_map(|d| d.weight).collect();
         if !given.is_empty() && (given.len() != members.len() || given.iter().sum::<u32>() != 100) {
-            errors.add(format!("{path}.deployments"), format!("weights of the {}.x line must be given for every deployment of it and add up to 100", line.major));
+            errors.add(
+                format!("{path}.deployments"),
+                format!(
+                    "weights of the {}.x line must be given for every deployment of it and add up to 100",
+                    line.major
+                ),
+            );
         }
     }
     lines
@@ -206,12 +264,14 @@ fn is_service_name(name: &str) -> bool {
 
 /// A lower-case HTTP header name (RFC 9110 token), as Envoy hands them to filters.
 fn is_header_name(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn host_pattern(host: &str) -> Option<HostPattern> {
     let host = host.to_ascii_lowercase();
-    let valid = |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let valid =
+        |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     match host.strip_prefix("*.") {
         Some(domain) if valid(domain) => Some(HostPattern::Subdomains(format!(".{domain}"))),
         Some(_) => None,

@@ -27,7 +27,10 @@ fn loads_the_demo_catalog() {
     let catalog = load(include_bytes!("../../examples/catalog.json")).unwrap();
     let user = &catalog.services[0];
     assert_eq!(user.supported_versions, ["1.4.0", "2.0.3", "2.1.0"]);
-    assert_eq!(user.lines.iter().map(|l| (l.major, l.route.as_str(), l.size)).collect::<Vec<_>>(), [(1, "user-v1", 1), (2, "user-v2", 2)]);
+    assert_eq!(
+        user.lines.iter().map(|l| (l.major, l.route.as_str(), l.size)).collect::<Vec<_>>(),
+        [(1, "user-v1", 1), (2, "user-v2", 2)]
+    );
     assert_eq!(user.deployments[2].route, "user-2.1.0");
     assert_eq!(catalog.route_header, "x-meshver-route");
 }
@@ -49,13 +52,34 @@ fn refuses_mistakes_with_their_path() {
         (with_service(r#"{"match":{"hosts":["bad host"]}}"#), &["$.services[0].match.hosts[0]"]),
         (with_service(r#"{"match":{"paths":["/x"]}}"#), &["$.services[0].match.paths"]),
         (with_service(r#"{"deployments":[]}"#), &["$.services[0].deployments", "$.services[0].default_version"]),
-        (with_service(r#"{"deployments":[{"version":"1.4"}]}"#), &["$.services[0].deployments[0].version", "$.services[0].default_version"]),
-        (with_service(r#"{"deployments":[{"version":"1.4.0"},{"version":"1.4.0"}]}"#), &["$.services[0].deployments[1].version"]),
-        (with_service(r#"{"deployments":[{"version":"1.4.0","weight":101}]}"#), &["$.services[0].deployments[0].weight", "$.services[0].deployments"]),
-        (with_service(r#"{"deployments":[{"version":"1.4.0","weight":"x"}]}"#), &["$.services[0].deployments[0].weight"]),
-        (with_service(r#"{"deployments":[{"version":"1.0.0","weight":50},{"version":"1.1.0"}]}"#), &["$.services[0].deployments"]),
-        (with_service(r#"{"deployments":[{"version":"1.0.0","route":"a b"}]}"#), &["$.services[0].deployments[0].route"]),
-        (with_service(r#"{"deployments":[{"version":"1.0.0","route":"k"},{"version":"1.1.0","route":"k"}]}"#), &["$.services[0].deployments[1].route"]),
+        (
+            with_service(r#"{"deployments":[{"version":"1.4"}]}"#),
+            &["$.services[0].deployments[0].version", "$.services[0].default_version"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.4.0"},{"version":"1.4.0"}]}"#),
+            &["$.services[0].deployments[1].version"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.4.0","weight":101}]}"#),
+            &["$.services[0].deployments[0].weight", "$.services[0].deployments"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.4.0","weight":"x"}]}"#),
+            &["$.services[0].deployments[0].weight"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.0.0","weight":50},{"version":"1.1.0"}]}"#),
+            &["$.services[0].deployments"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.0.0","route":"a b"}]}"#),
+            &["$.services[0].deployments[0].route"],
+        ),
+        (
+            with_service(r#"{"deployments":[{"version":"1.0.0","route":"k"},{"version":"1.1.0","route":"k"}]}"#),
+            &["$.services[0].deployments[1].route"],
+        ),
         (with_service(r#"{"lines":{"7":{"route":"x"}}}"#), &["$.services[0].lines.7"]),
         (with_service(r#"{"lines":{"2":{"route":"user-1.4.0"}}}"#), &["$.services[0].lines.2.route"]),
         (with_service(r#"{"default_version":"3"}"#), &["$.services[0].default_version"]),
@@ -67,7 +91,17 @@ fn refuses_mistakes_with_their_path() {
         (with_service(r#"{"query_param":"a b"}"#), &["$.services[0].query_param"]),
         (with_service(r#"{"accept_vendor":"Acme!"}"#), &["$.services[0].accept_vendor"]),
         (with_service(r#"{"rewrite":{"strip":true}}"#), &["$.services[0].rewrite.strip"]),
-        (format!(r#"{{"services":[{GOOD},{GOOD}]}}"#), &["$.services[1].name", "$.services[1].deployments[0].route", "$.services[1].deployments[1].route", "$.services[1].deployments[2].route", "$.services[1].lines.1.route", "$.services[1].lines.2.route"]),
+        (
+            format!(r#"{{"services":[{GOOD},{GOOD}]}}"#),
+            &[
+                "$.services[1].name",
+                "$.services[1].deployments[0].route",
+                "$.services[1].deployments[1].route",
+                "$.services[1].deployments[2].route",
+                "$.services[1].lines.1.route",
+                "$.services[1].lines.2.route",
+            ],
+        ),
     ];
     for (json, want) in &cases {
         assert_eq!(paths(json), *want, "{json}");
@@ -86,7 +120,12 @@ fn messages_say_what_is_wrong() {
 #[test]
 fn accepts_minimal_and_full_forms() {
     assert!(load(with_service("{}").as_bytes()).is_ok());
-    assert!(load(with_service(r#"{"sources":[],"default_version":"latest","match":{"hosts":["*.example.com"]}}"#).as_bytes()).is_ok());
-    let rc = load(with_service(r#"{"deployments":[{"version":"1.0.0-rc.1+build.5"}],"default_version":"reject"}"#).as_bytes());
+    assert!(load(
+        with_service(r#"{"sources":[],"default_version":"latest","match":{"hosts":["*.example.com"]}}"#).as_bytes()
+    )
+    .is_ok());
+    let rc = load(
+        with_service(r#"{"deployments":[{"version":"1.0.0-rc.1+build.5"}],"default_version":"reject"}"#).as_bytes(),
+    );
     assert!(rc.is_ok(), "{rc:?}");
 }

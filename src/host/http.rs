@@ -39,7 +39,13 @@ impl HttpContext for MeshverHttp {
                 Action::Continue
             }
             Outcome::Reject(problem) => {
-                log::debug!("meshver[{}]: {} answered {}: {}", self.context_id, problem.service, problem.status(), problem.detail);
+                log::debug!(
+                    "meshver[{}]: {} answered {}: {}",
+                    self.context_id,
+                    problem.service,
+                    problem.status(),
+                    problem.detail
+                );
                 let headers = problem.headers();
                 let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
                 self.send_http_response(u32::from(problem.status()), headers, Some(&problem.body()));

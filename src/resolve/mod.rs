@@ -65,7 +65,8 @@ fn route<'c>(catalog: &'c Catalog, service: &'c Service, request: &Request<'_>) 
         Some(v) => (v, v.to_string()),
         None => default_version(service)?,
     };
-    let compatible: Vec<&Deployment> = service.deployments.iter().filter(|d| version.is_served_by(&d.version)).collect();
+    let compatible: Vec<&Deployment> =
+        service.deployments.iter().filter(|d| version.is_served_by(&d.version)).collect();
     let Some(newest) = compatible.last() else {
         let detail = format!(
             "No deployment of {} serves version {applied} (semver range {}). Deployed: {}.",
@@ -93,7 +94,11 @@ fn requested_version(service: &Service, found: &[Found<'_>]) -> Result<Option<Re
         let version = match &f.version {
             Ok(v) => *v,
             Err(e) => {
-                let detail = format!("The {} gives {}, which is not a version: {e}.", describe(service, f.source), quote_raw(f.raw));
+                let detail = format!(
+                    "The {} gives {}, which is not a version: {e}.",
+                    describe(service, f.source),
+                    quote_raw(f.raw)
+                );
                 return Err(problem(service, ProblemKind::MalformedVersion, detail, None));
             }
         };
@@ -122,7 +127,10 @@ fn default_version(service: &Service) -> Result<(RequestedVersion, String), Prob
             Ok((RequestedVersion { major, minor: None, patch: None }, major.to_string()))
         }
         DefaultVersion::Reject => {
-            let detail = format!("{} needs an API version; name one, for example with the {} header.", service.name, service.version_header);
+            let detail = format!(
+                "{} needs an API version; name one, for example with the {} header.",
+                service.name, service.version_header
+            );
             Err(problem(service, ProblemKind::VersionRequired, detail, None))
         }
     }
@@ -167,7 +175,10 @@ fn canonical_path(service: &Service, request: &Request<'_>, found: &[Found<'_>])
 
 fn service_matches(service: &Service, request: &Request<'_>) -> bool {
     let host_ok = service.hosts.is_empty() || service.hosts.iter().any(|h| h.matches(request.host));
-    host_ok && (service.path_prefixes.is_empty() || path_views(service, request).any(|view| service.path_prefixes.iter().any(|p| view.starts_with(p.as_bytes()))))
+    host_ok
+        && (service.path_prefixes.is_empty()
+            || path_views(service, request)
+                .any(|view| service.path_prefixes.iter().any(|p| view.starts_with(p.as_bytes()))))
 }
 
 /// The path as sent, and with each enabled path source's version taken out.
@@ -194,7 +205,13 @@ fn describe(service: &Service, source: Source) -> String {
 }
 
 fn problem(service: &Service, kind: ProblemKind, detail: String, requested: Option<String>) -> Problem {
-    Problem { kind, detail, service: service.name.clone(), supported_versions: service.supported_versions.clone(), requested_version: requested }
+    Problem {
+        kind,
+        detail,
+        service: service.name.clone(),
+        supported_versions: service.supported_versions.clone(),
+        requested_version: requested,
+    }
 }
 
 #[cfg(test)]

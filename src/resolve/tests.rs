@@ -32,7 +32,11 @@ fn forward(catalog: &Catalog, path: &str, extra: &[(&str, &[u8])]) -> Result<See
     match decide(catalog, &Request::new(&h)).outcome {
         Outcome::Forward(f) => Ok(Seen {
             route: f.route.to_string(),
-            version_header: f.set_headers.iter().find(|(n, _)| *n == "x-api-version").map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+            version_header: f
+                .set_headers
+                .iter()
+                .find(|(n, _)| *n == "x-api-version")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
             path: f.path.map(|p| String::from_utf8_lossy(&p).into_owned()),
         }),
         Outcome::Reject(p) => Err(p.kind),
@@ -106,7 +110,8 @@ fn resolves_every_source_and_form() {
 fn strips_owned_headers_whatever_the_outcome() {
     let c = demo();
     for path in ["/register", "/nothing-here", "/register?api-version=9"] {
-        let h = headers(path, &[("x-meshver-route", b"user-2.1.0"), ("x-meshver-anything", b"\xff"), ("x-other", b"1")]);
+        let h =
+            headers(path, &[("x-meshver-route", b"user-2.1.0"), ("x-meshver-anything", b"\xff"), ("x-other", b"1")]);
         let plan = decide(&c, &Request::new(&h));
         assert_eq!(plan.remove_headers, vec!["x-meshver-route", "x-meshver-anything"], "{path}");
     }
@@ -148,8 +153,14 @@ fn problems_name_the_service_and_versions() {
 #[test]
 fn defaults_latest_and_reject() {
     let catalog = |default: &str| {
-        config::load(format!(r#"{{"services":[{{"name":"s","match":{{"path_prefixes":["/"]}},"default_version":"{default}",
-            "deployments":[{{"version":"1.0.0"}},{{"version":"2.0.0"}},{{"version":"2.3.1"}}]}}]}}"#).as_bytes()).unwrap()
+        config::load(
+            format!(
+                r#"{{"services":[{{"name":"s","match":{{"path_prefixes":["/"]}},"default_version":"{default}",
+            "deployments":[{{"version":"1.0.0"}},{{"version":"2.0.0"}},{{"version":"2.3.1"}}]}}]}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
     };
     let h = headers("/x", &[]);
     let route = |c: &Catalog| match decide(c, &Request::new(&h)).outcome {
@@ -167,7 +178,16 @@ fn defaults_latest_and_reject() {
 fn hostile_input_never_panics() {
     let c = demo();
     let long = vec![b'9'; 100_000];
-    let weird: Vec<Vec<u8>> = vec![vec![], vec![0xff; 64], long.clone(), b"v".to_vec(), b"/".to_vec(), b"?&&=&".to_vec(), b"/v/_v".to_vec(), [b"/v2/".as_slice(), &long].concat()];
+    let weird: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 64],
+        long.clone(),
+        b"v".to_vec(),
+        b"/".to_vec(),
+        b"?&&=&".to_vec(),
+        b"/v/_v".to_vec(),
+        [b"/v2/".as_slice(), &long].concat(),
+    ];
     for path in &weird {
         for value in &weird {
             let mut h = vec![(":path".to_string(), path.clone()), (":authority".to_string(), value.clone())];
@@ -182,8 +202,11 @@ fn hostile_input_never_panics() {
 
 #[test]
 fn rewrite_can_be_turned_off() {
-    let c = config::load(br#"{"services":[{"name":"s","match":{"path_prefixes":["/x"]},"default_version":"1",
-        "rewrite":{"strip_version":false,"set_version_header":false},"deployments":[{"version":"1.0.0"}]}]}"#).unwrap();
+    let c = config::load(
+        br#"{"services":[{"name":"s","match":{"path_prefixes":["/x"]},"default_version":"1",
+        "rewrite":{"strip_version":false,"set_version_header":false},"deployments":[{"version":"1.0.0"}]}]}"#,
+    )
+    .unwrap();
     let h = headers("/v1/x?api-version=1", &[]);
     let Outcome::Forward(f) = decide(&c, &Request::new(&h)).outcome else { panic!("not forwarded") };
     assert_eq!(f.path, None);
