@@ -6,11 +6,14 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+pub mod caller;
 pub mod config;
+pub mod lifecycle;
 pub mod problem;
 pub mod request;
 pub mod resolve;
 pub mod sources;
+pub mod sticky;
 pub mod version;
 
 #[cfg(target_arch = "wasm32")]

@@ -20,6 +20,14 @@ pub enum ProblemKind {
     VersionRequired,
     /// No deployment serves the requested version (400).
     UnsupportedVersion,
+    /// The caller identity headers from a trusted sidecar are unreadable (400).
+    MalformedCaller,
+    /// Deployments serve the version, but none within the caller's required range (503).
+    NoCompatibleDeployment,
+    /// Every deployment that could serve refuses this caller's version (409).
+    IncompatibleCaller,
+    /// Every deployment that could serve is past its sunset (410).
+    VersionGone,
 }
 
 impl ProblemKind {
@@ -28,7 +36,11 @@ impl ProblemKind {
             ProblemKind::MalformedVersion
             | ProblemKind::VersionConflict
             | ProblemKind::VersionRequired
-            | ProblemKind::UnsupportedVersion => 400,
+            | ProblemKind::UnsupportedVersion
+            | ProblemKind::MalformedCaller => 400,
+            ProblemKind::IncompatibleCaller => 409,
+            ProblemKind::VersionGone => 410,
+            ProblemKind::NoCompatibleDeployment => 503,
         }
     }
 
@@ -38,6 +50,10 @@ impl ProblemKind {
             ProblemKind::VersionConflict => "version-conflict",
             ProblemKind::VersionRequired => "version-required",
             ProblemKind::UnsupportedVersion => "unsupported-version",
+            ProblemKind::MalformedCaller => "malformed-caller",
+            ProblemKind::NoCompatibleDeployment => "no-compatible-deployment",
+            ProblemKind::IncompatibleCaller => "incompatible-caller",
+            ProblemKind::VersionGone => "version-gone",
         }
     }
 
@@ -47,6 +63,10 @@ impl ProblemKind {
             ProblemKind::VersionConflict => "Conflicting API versions",
             ProblemKind::VersionRequired => "API version required",
             ProblemKind::UnsupportedVersion => "Unsupported API version",
+            ProblemKind::MalformedCaller => "Malformed caller identity",
+            ProblemKind::NoCompatibleDeployment => "No compatible deployment",
+            ProblemKind::IncompatibleCaller => "Incompatible caller",
+            ProblemKind::VersionGone => "API version gone",
         }
     }
 }
@@ -61,6 +81,8 @@ pub struct Problem {
     pub supported_versions: Vec<String>,
     /// The version the request asked for, normalised, when it could be read.
     pub requested_version: Option<String>,
+    /// Further members for this kind (`caller`, `required_range`, `successor`, …).
+    pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +96,8 @@ struct Body<'a> {
     supported_versions: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     requested_version: Option<&'a str>,
+    #[serde(flatten)]
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -91,6 +115,7 @@ impl Problem {
             service: &self.service,
             supported_versions: &self.supported_versions,
             requested_version: self.requested_version.as_deref(),
+            extensions: self.extensions.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
         };
         // Serialising plain strings and numbers cannot fail; an empty body is the fallback anyway.
         serde_json::to_vec(&body).unwrap_or_default()

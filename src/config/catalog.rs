@@ -1,15 +1,22 @@
 //! The validated catalog the filter decides with: versions parsed, route keys filled in,
 //! lists sorted, so that nothing is parsed or allocated per request.
 
+use crate::caller::CallerIdentity;
+use crate::lifecycle::Lifecycle;
 use crate::sources::Source;
+use crate::sticky::StickyKey;
 use crate::version::RequestedVersion;
-use semver::Version;
+use semver::{Version, VersionReq};
 
 /// All services, in match order.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub route_header: String,
     pub services: Vec<Service>,
+    /// Set in a caller's (outbound) sidecar: who calls. Its requirements are on each `Service`.
+    pub caller: Option<CallerIdentity>,
+    /// Read caller identity headers stamped by another sidecar.
+    pub trust_caller_headers: bool,
 }
 
 /// One service, ready for requests.
@@ -32,6 +39,9 @@ pub struct Service {
     pub set_version_header: bool,
     /// Deployed versions, oldest first, as listed in errors and `api-supported-versions`.
     pub supported_versions: Vec<String>,
+    /// What the configured caller requires of this service (outbound sidecars only).
+    pub caller_requires: Option<VersionReq>,
+    pub sticky: Option<StickyKey>,
 }
 
 /// One deployed version.
@@ -40,6 +50,21 @@ pub struct Deployment {
     pub version: Version,
     pub route: String,
     pub weight: Option<u32>,
+    /// Caller ranges it accepts, by caller service; callers not listed are accepted.
+    pub accepts: Vec<(String, VersionReq)>,
+    /// Its own lifecycle merged over its line's.
+    pub lifecycle: Lifecycle,
+}
+
+impl Deployment {
+    /// The range it refuses this caller with, if it does.
+    pub fn refuses(&self, caller: &CallerIdentity) -> Option<&VersionReq> {
+        self.accepts
+            .iter()
+            .find(|(service, _)| *service == caller.service)
+            .map(|(_, range)| range)
+            .filter(|range| !range.matches(&caller.version))
+    }
 }
 
 /// The deployments that share a major version.

@@ -2,13 +2,16 @@
 //! mistake with its JSON path instead of stopping at the first.
 
 use super::catalog::{Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
-use super::model::{DeploymentConfig, PluginConfig, ServiceConfig};
+use super::model::{DeploymentConfig, LifecycleConfig, LineConfig, PluginConfig, ServiceConfig, StickyConfig};
 use super::{ConfigError, ConfigErrors};
 use super::{DEFAULT_QUERY_PARAM, DEFAULT_ROUTE_HEADER, DEFAULT_VERSION_HEADER, OWNED_HEADER_PREFIX};
+use crate::caller::CallerIdentity;
+use crate::lifecycle::{parse_instant, Lifecycle};
 use crate::sources::Source;
+use crate::sticky::StickyKey;
 use crate::version::RequestedVersion;
-use semver::Version;
-use std::collections::BTreeSet;
+use semver::{Version, VersionReq};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Collects errors while a configuration is walked.
 #[derive(Default)]
@@ -32,6 +35,31 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
     if config.services.is_empty() {
         errors.add("$.services", "at least one service is needed");
     }
+    let caller = config.caller.as_ref().and_then(|c| {
+        let parsed = Version::parse(&c.version).ok();
+        if parsed.is_none() {
+            errors.add("$.caller.version", format!("{:?} is not a full semver version (like 2.0.0)", c.version));
+        }
+        if !is_service_name(&c.service) {
+            errors.add("$.caller.service", format!("{:?} is not a service name", c.service));
+        }
+        parsed.map(|version| CallerIdentity { service: c.service.clone(), version })
+    });
+    let mut requires = BTreeMap::new();
+    if let Some(c) = &config.caller {
+        for (service, range) in &c.requires {
+            let at = format!("$.caller.requires.{service}");
+            match VersionReq::parse(range) {
+                Ok(req) => {
+                    requires.insert(service.clone(), req);
+                }
+                Err(e) => errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}")),
+            }
+            if !config.services.iter().any(|s| s.name == *service) {
+                errors.add(at, format!("{service:?} is not a service of this catalog"));
+            }
+        }
+    }
     let mut names = BTreeSet::new();
     let mut route_keys = BTreeSet::new();
     let mut services = Vec::with_capacity(config.services.len());
@@ -40,10 +68,12 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
         if !names.insert(service.name.clone()) {
             errors.add(format!("{path}.name"), format!("service {:?} is listed twice", service.name));
         }
-        services.push(compile_service(&path, service, &mut route_keys, &mut errors));
+        let mut compiled = compile_service(&path, service, &mut route_keys, &mut errors);
+        compiled.caller_requires = requires.get(&compiled.name).cloned();
+        services.push(compiled);
     }
     if errors.0.is_empty() {
-        Ok(Catalog { route_header, services })
+        Ok(Catalog { route_header, services, caller, trust_caller_headers: config.trust_caller_headers })
     } else {
         Err(ConfigErrors(errors.0))
     }
@@ -91,8 +121,21 @@ fn compile_service(
         })
         .collect();
 
-    let deployments = compile_deployments(path, &name, config.deployments, route_keys, errors);
-    let lines = compile_lines(path, &name, &deployments, config.lines, route_keys, errors);
+    let (mut deployments, lifecycles) = compile_deployments(path, &name, config.deployments, route_keys, errors);
+    let mut line_configs = config.lines;
+    let lines = compile_lines(path, &name, &deployments, &mut line_configs, route_keys, errors);
+    for (deployment, (at, own)) in deployments.iter_mut().zip(lifecycles) {
+        let key = deployment.version.major.to_string();
+        let line = line_configs.get(&key).map(|l| l.lifecycle.clone()).unwrap_or_default();
+        let merged = LifecycleConfig {
+            deprecated: own.deprecated.or(line.deprecated),
+            sunset: own.sunset.or(line.sunset),
+            successor: own.successor.or(line.successor),
+            link: own.link.or(line.link),
+        };
+        deployment.lifecycle = compile_lifecycle(&at, merged, errors);
+    }
+    let sticky = config.sticky.and_then(|s| compile_sticky(&format!("{path}.sticky"), s, errors));
 
     let default_version = match config.default_version.as_str() {
         "latest" => DefaultVersion::Latest,
@@ -160,6 +203,67 @@ fn compile_service(
         strip_version: config.rewrite.strip_version,
         set_version_header: config.rewrite.set_version_header,
         supported_versions,
+        caller_requires: None,
+        sticky,
+    }
+}
+
+fn compile_lifecycle(path: &str, config: LifecycleConfig, errors: &mut Errors) -> Lifecycle {
+    let mut instant = |field: &str, value: Option<String>| {
+        value.and_then(|text| {
+            let parsed = parse_instant(&text);
+            if parsed.is_none() {
+                errors.add(
+                    format!("{path}.{field}"),
+                    format!("{text:?} is not a date (2026-06-01) or UTC instant (2026-06-01T12:00:00Z)"),
+                );
+            }
+            parsed
+        })
+    };
+    let deprecated_at = instant("deprecated", config.deprecated);
+    let sunset_at = instant("sunset", config.sunset);
+    if let Some(successor) = &config.successor {
+        if RequestedVersion::parse_str(successor).is_err() {
+            errors.add(format!("{path}.successor"), format!("{successor:?} is not a version (like 2 or 2.1)"));
+        }
+    }
+    if let Some(link) = &config.link {
+        let is_url = (link.starts_with("https://") || link.starts_with("http://") || link.starts_with('/'))
+            && link.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>' && b != b'"');
+        if !is_url {
+            errors.add(format!("{path}.link"), format!("{link:?} must be an http(s) URL or an absolute path"));
+        }
+    }
+    Lifecycle::new(deprecated_at, sunset_at, config.successor, config.link)
+}
+
+fn compile_sticky(path: &str, config: StickyConfig, errors: &mut Errors) -> Option<StickyKey> {
+    match (config.header, config.cookie) {
+        (Some(header), None) if is_header_name(&header) && !header.starts_with(OWNED_HEADER_PREFIX) => {
+            Some(StickyKey::Header(header))
+        }
+        (Some(header), None) => {
+            errors.add(
+                format!("{path}.header"),
+                format!("{header:?} must be a lower-case header name not starting with {OWNED_HEADER_PREFIX:?}"),
+            );
+            None
+        }
+        (None, Some(cookie))
+            if !cookie.is_empty()
+                && cookie.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) =>
+        {
+            Some(StickyKey::Cookie(cookie))
+        }
+        (None, Some(cookie)) => {
+            errors.add(format!("{path}.cookie"), format!("{cookie:?} is not a cookie name"));
+            None
+        }
+        _ => {
+            errors.add(path, "give exactly one of header or cookie");
+            None
+        }
     }
 }
 
@@ -169,11 +273,13 @@ fn compile_deployments(
     configs: Vec<DeploymentConfig>,
     route_keys: &mut BTreeSet<String>,
     errors: &mut Errors,
-) -> Vec<Deployment> {
+) -> (Vec<Deployment>, Vec<(String, LifecycleConfig)>) {
     if configs.is_empty() {
         errors.add(format!("{path}.deployments"), "at least one deployment is needed");
     }
     let mut deployments: Vec<Deployment> = Vec::with_capacity(configs.len());
+    // Lifecycles are compiled once each deployment's line is known; kept in input order till then.
+    let mut lifecycles: Vec<(String, LifecycleConfig)> = Vec::new();
     for (i, config) in configs.into_iter().enumerate() {
         let at = format!("{path}.deployments[{i}]");
         let version = match Version::parse(config.version.trim()) {
@@ -196,17 +302,35 @@ fn compile_deployments(
         if let Some(weight) = config.weight.filter(|w| *w > 100) {
             errors.add(format!("{at}.weight"), format!("{weight} is not a percentage from 0 to 100"));
         }
-        deployments.push(Deployment { version, route, weight: config.weight });
+        let mut accepts = Vec::new();
+        for (caller, range) in &config.accepts {
+            match VersionReq::parse(range) {
+                Ok(req) => accepts.push((caller.clone(), req)),
+                Err(e) => errors.add(
+                    format!("{at}.accepts.{caller}"),
+                    format!("{range:?} is not a semver range (like \"<2\"): {e}"),
+                ),
+            }
+        }
+        deployments.push(Deployment {
+            version,
+            route,
+            weight: config.weight,
+            accepts,
+            lifecycle: Lifecycle::default(),
+        });
+        lifecycles.push((format!("{at}.lifecycle"), config.lifecycle));
     }
-    deployments.sort_by(|a, b| a.version.cmp(&b.version));
-    deployments
+    let mut paired: Vec<(Deployment, (String, LifecycleConfig))> = deployments.into_iter().zip(lifecycles).collect();
+    paired.sort_by(|a, b| a.0.version.cmp(&b.0.version));
+    paired.into_iter().unzip()
 }
 
 fn compile_lines(
     path: &str,
     service: &str,
     deployments: &[Deployment],
-    mut configs: std::collections::BTreeMap<String, super::model::LineConfig>,
+    configs: &mut BTreeMap<String, LineConfig>,
     route_keys: &mut BTreeSet<String>,
     errors: &mut Errors,
 ) -> Vec<Line> {
@@ -219,11 +343,11 @@ fn compile_lines(
     }
     for line in &mut lines {
         let key = line.major.to_string();
-        let config = configs.remove(&key).unwrap_or_default();
-        line.route = config.route.unwrap_or_else(|| format!("{service}-v{}", line.major));
+        let route = configs.get(&key).and_then(|c| c.route.clone());
+        line.route = route.unwrap_or_else(|| format!("{service}-v{}", line.major));
         check_route_key(&format!("{path}.lines.{key}.route"), &line.route, route_keys, errors);
     }
-    for key in configs.keys() {
+    for key in configs.keys().filter(|k| !lines.iter().any(|l| l.major.to_string() == **k)) {
         errors.add(format!("{path}.lines.{key}"), format!("{key:?} is not the major of any deployment"));
     }
     // Weights describe shares within one line; half-given weights would leave the rest unknown.

@@ -15,6 +15,46 @@ pub struct PluginConfig {
     pub route_header: Option<String>,
     /// The services this filter manages, tried in order; the first that matches wins.
     pub services: Vec<ServiceConfig>,
+    /// Set when the filter runs in a caller's sidecar (outbound): who calls, and what it
+    /// requires of the services it calls.
+    #[serde(default)]
+    pub caller: Option<CallerConfig>,
+    /// Read the caller identity (`x-meshver-caller`, `x-meshver-requires`) stamped by the
+    /// caller's sidecar. Only safe where sidecars are the trust boundary (mTLS between them);
+    /// otherwise those headers are removed like every other `x-meshver-` header. Default false.
+    #[serde(default)]
+    pub trust_caller_headers: bool,
+}
+
+/// The calling service, in an outbound sidecar.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    /// The caller's service name (`order`).
+    pub service: String,
+    /// The caller's own full semver (`2.0.0`).
+    pub version: String,
+    /// Semver ranges the caller requires, by callee service (`{"user": ">=2.1, <3"}`).
+    #[serde(default)]
+    pub requires: BTreeMap<String, String>,
+}
+
+/// Deprecation and sunset of a deployment or a whole major line.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// When it is (or will be) deprecated: `2026-06-01` or `2026-06-01T12:00:00Z` (UTC).
+    #[serde(default)]
+    pub deprecated: Option<String>,
+    /// When it stops serving: after this instant the filter answers 410 Gone.
+    #[serde(default)]
+    pub sunset: Option<String>,
+    /// The version clients should move to (`2.1`), named in 410 answers.
+    #[serde(default)]
+    pub successor: Option<String>,
+    /// A URL about the successor, sent as `Link: <url>; rel="successor-version"`.
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// One service and its deployed versions.
@@ -51,6 +91,21 @@ pub struct ServiceConfig {
     /// How the request is rewritten for the upstream.
     #[serde(default)]
     pub rewrite: RewriteConfig,
+    /// Sticky canary assignment: the client key to hash. Without it, the mesh picks randomly by weight.
+    #[serde(default)]
+    pub sticky: Option<StickyConfig>,
+}
+
+/// Where a client's stable key is read from: exactly one of the two.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// A request header (`x-user-id`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A cookie name (`session`).
+    #[serde(default)]
+    pub cookie: Option<String>,
 }
 
 /// Request recognition. At least one of the two must be given; when both are, both must match.
@@ -79,6 +134,13 @@ pub struct DeploymentConfig {
     /// The filter itself never balances; the mesh does.
     #[serde(default)]
     pub weight: Option<u32>,
+    /// Caller versions this deployment accepts, by caller service (`{"order": "<2"}`).
+    /// Callers not listed are accepted.
+    #[serde(default)]
+    pub accepts: BTreeMap<String, String>,
+    /// Deprecation and sunset of this deployment (overrides its line's, field by field).
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 /// Settings of one major line.
@@ -88,6 +150,9 @@ pub struct LineConfig {
     /// Route key for requests any deployment of the line can serve. Default `<service>-v<major>`.
     #[serde(default)]
     pub route: Option<String>,
+    /// Deprecation and sunset of every deployment of the line.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
 }
 
 /// Rewriting for the upstream.

@@ -37,6 +37,6 @@ impl RootContext for MeshverRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(MeshverHttp { context_id, catalog: self.catalog.clone() }))
+        Some(Box::new(MeshverHttp { context_id, catalog: self.catalog.clone(), served_by: None }))
     }
 }

@@ -4,12 +4,22 @@
 //! The deployments inside it are compatible. If they are the whole major line, the route key
 //! is the line's (the mesh's weights pick a deployment); otherwise it is the newest
 //! compatible deployment's (a pinned route).
+//!
+//! Candidates narrow in this order, each step with its own answer when nothing is left:
+//! requested version (400 unsupported-version) → the caller's required range (503
+//! no-compatible-deployment) → what deployments accept of the caller (409
+//! incompatible-caller) → sunset (410 version-gone).
 
+#![allow(clippy::result_large_err)] // A rejection is the rare path, answered once: boxing buys nothing.
+
+use crate::caller::{parse_requirement, CallerIdentity, CALLER_HEADER, REQUIRES_HEADER};
 use crate::config::{Catalog, DefaultVersion, Deployment, Service, OWNED_HEADER_PREFIX};
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
 use crate::sources::{find_versions, query_pairs, Found, Source};
+use crate::sticky::{bucket, STICKY_HEADER};
 use crate::version::RequestedVersion;
+use semver::VersionReq;
 use std::borrow::Cow;
 
 /// What the host must do with a request.
@@ -34,23 +44,35 @@ pub enum Outcome<'c> {
 pub struct Forward<'c> {
     pub service: &'c str,
     pub route: &'c str,
+    /// Who serves it, for the lifecycle headers of the response.
+    pub served_by: ServedBy,
     /// Headers to set (replacing any value), in order.
     pub set_headers: Vec<(&'c str, Cow<'c, [u8]>)>,
     /// A new `:path`, when the version was stripped from it.
     pub path: Option<Vec<u8>>,
 }
 
-/// Decides what happens to one request.
-pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>) -> Plan<'c> {
+/// Which deployments may serve a forwarded request: indexes into the catalog, so the host
+/// can keep it until the response without borrowing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedBy {
+    pub service: usize,
+    /// Pinned to one deployment; `None` when the mesh picks within the line of `major`.
+    pub deployment: Option<usize>,
+    pub major: u64,
+}
+
+/// Decides what happens to one request at `now` (unix seconds, the proxy's clock).
+pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan<'c> {
     let remove_headers = request
         .headers
         .iter()
         .filter(|(name, _)| name.starts_with(OWNED_HEADER_PREFIX))
         .map(|(name, _)| name.clone())
         .collect();
-    let outcome = match catalog.services.iter().find(|s| service_matches(s, request)) {
+    let outcome = match catalog.services.iter().position(|s| service_matches(s, request)) {
         None => Outcome::PassThrough,
-        Some(service) => match route(catalog, service, request) {
+        Some(index) => match route(catalog, index, request, now) {
             Ok(forward) => Outcome::Forward(forward),
             Err(problem) => Outcome::Reject(problem),
         },
@@ -58,33 +80,169 @@ pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>) -> Plan<'c> {
     Plan { remove_headers, outcome }
 }
 
-fn route<'c>(catalog: &'c Catalog, service: &'c Service, request: &Request<'_>) -> Result<Forward<'c>, Problem> {
+/// `Deprecation`, `Sunset` and `Link` for a response. For a line route whose deployments
+/// differ, `cluster` is asked for the upstream cluster Envoy picked (named like the
+/// deployment's route key); without an answer, nothing is sent rather than a guess.
+pub fn lifecycle_headers(
+    catalog: &Catalog,
+    served: ServedBy,
+    cluster: impl FnOnce() -> Option<Vec<u8>>,
+) -> &[(&'static str, String)] {
+    let Some(service) = catalog.services.get(served.service) else { return &[] };
+    if let Some(deployment) = served.deployment.and_then(|i| service.deployments.get(i)) {
+        return &deployment.lifecycle.response_headers;
+    }
+    let mut line = service.deployments.iter().filter(|d| d.version.major == served.major);
+    let first = line.clone().next().map_or(&[][..], |d| d.lifecycle.response_headers.as_slice());
+    if line.clone().all(|d| d.lifecycle.response_headers == first) {
+        return first;
+    }
+    let picked = cluster();
+    line.find(|d| picked.as_deref() == Some(d.route.as_bytes())).map_or(&[], |d| &d.lifecycle.response_headers)
+}
+
+fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64) -> Result<Forward<'c>, Problem> {
+    let Some(service) = catalog.services.get(index) else {
+        return Err(problem_without_service(index));
+    };
     let found = find_versions(service, request);
     let requested = requested_version(service, &found)?;
-    let (version, applied) = match requested {
-        Some(v) => (v, v.to_string()),
-        None => default_version(service)?,
+    let (caller, requirement) = caller_and_requirement(catalog, service, request)?;
+
+    // 1. What the request asks for (or the default). A caller's requirement, when the request
+    //    names no version, replaces the default: it knows better what the caller needs.
+    let asked = match (requested, &requirement) {
+        (Some(v), _) => Some((v, v.to_string())),
+        (None, Some(_)) => None,
+        (None, None) => Some(default_version(service)?),
     };
-    let compatible: Vec<&Deployment> =
-        service.deployments.iter().filter(|d| version.is_served_by(&d.version)).collect();
-    let Some(newest) = compatible.last() else {
+    let mut candidates: Vec<(usize, &Deployment)> = service
+        .deployments
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| asked.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version)))
+        .collect();
+    if candidates.is_empty() {
+        let (version, text) = asked.unwrap_or((RequestedVersion { major: 0, minor: None, patch: None }, String::new()));
         let detail = format!(
-            "No deployment of {} serves version {applied} (semver range {}). Deployed: {}.",
+            "No deployment of {} serves version {text} (semver range {}). Deployed: {}.",
             service.name,
             version.comparator(),
             service.supported_versions.join(", ")
         );
-        return Err(problem(service, ProblemKind::UnsupportedVersion, detail, Some(applied)));
+        return Err(problem(service, ProblemKind::UnsupportedVersion, detail, Some(text)));
+    }
+
+    // 2. The caller's requirement.
+    if let Some(range) = &requirement {
+        candidates.retain(|(_, d)| range.matches(&d.version));
+        if candidates.is_empty() {
+            let who = caller.as_ref().map_or_else(|| "the caller".to_owned(), ToString::to_string);
+            let asked_text = asked.as_ref().map_or(String::new(), |(_, t)| format!(" and version {t} was requested"));
+            let detail = format!(
+                "{who} requires {} {range}{asked_text}, but no deployed version satisfies that. Deployed: {}.",
+                service.name,
+                service.supported_versions.join(", ")
+            );
+            let mut p = problem(service, ProblemKind::NoCompatibleDeployment, detail, asked.map(|(_, t)| t));
+            p.extensions.push(("required_range", range.to_string().into()));
+            if let Some(c) = &caller {
+                p.extensions.push(("caller", c.to_string().into()));
+            }
+            return Err(p);
+        }
+    }
+
+    // 3. What the deployments accept of this caller.
+    if let Some(caller) = &caller {
+        let refusals: Vec<(&Deployment, String)> =
+            candidates.iter().filter_map(|(_, d)| d.refuses(caller).map(|r| (*d, r.to_string()))).collect();
+        candidates.retain(|(_, d)| d.refuses(caller).is_none());
+        if candidates.is_empty() {
+            let why: Vec<String> = refusals
+                .iter()
+                .map(|(d, r)| format!("{} {} accepts {} {r}", service.name, d.version, caller.service))
+                .collect();
+            let detail = format!("{caller} cannot call {}: {}.", service.name, why.join("; "));
+            let mut p = problem(service, ProblemKind::IncompatibleCaller, detail, asked.map(|(_, t)| t));
+            p.extensions.push(("caller", caller.to_string().into()));
+            let refused: Vec<serde_json::Value> = refusals
+                .iter()
+                .map(|(d, r)| serde_json::json!({"version": d.version.to_string(), "accepts": r}))
+                .collect();
+            p.extensions.push(("refused_by", refused.into()));
+            return Err(p);
+        }
+    }
+
+    // 4. Sunset.
+    let sunset: Vec<&Deployment> =
+        candidates.iter().filter(|(_, d)| d.lifecycle.is_gone(now)).map(|(_, d)| *d).collect();
+    candidates.retain(|(_, d)| !d.lifecycle.is_gone(now));
+    let Some(&(newest_index, newest)) = candidates.last() else {
+        let successor = sunset.iter().rev().find_map(|d| d.lifecycle.successor.clone());
+        let versions: Vec<String> = sunset.iter().map(|d| d.version.to_string()).collect();
+        let advice = successor.as_ref().map_or(String::new(), |s| format!(" Move to version {s}."));
+        let detail = format!("{} {} is past its sunset.{advice}", service.name, versions.join(", "));
+        let mut p = problem(service, ProblemKind::VersionGone, detail, asked.map(|(_, t)| t));
+        if let Some(s) = successor {
+            p.extensions.push(("successor", s.into()));
+        }
+        return Err(p);
     };
-    let whole_line = service.line(newest.version.major).filter(|line| line.size == compatible.len());
+
+    // 5. The whole line → the line's route (the mesh's weights decide); otherwise pinned.
+    let major = newest.version.major;
+    let whole_line = service.line(major).filter(|line| line.size == candidates.len());
     let route = whole_line.map_or(newest.route.as_str(), |line| line.route.as_str());
+    let served_by = ServedBy { service: index, deployment: whole_line.is_none().then_some(newest_index), major };
 
     let mut set_headers = vec![(catalog.route_header.as_str(), Cow::Borrowed(route.as_bytes()))];
     if service.set_version_header {
+        let applied = asked.map_or_else(|| major.to_string(), |(_, text)| text);
         set_headers.push((service.version_header.as_str(), Cow::Owned(applied.into_bytes())));
     }
+    if let Some(caller) = &caller {
+        set_headers.push((CALLER_HEADER, Cow::Owned(caller.to_string().into_bytes())));
+    }
+    if let (Some(range), Some(_)) = (&service.caller_requires, &catalog.caller) {
+        set_headers.push((REQUIRES_HEADER, Cow::Owned(range.to_string().into_bytes())));
+    }
+    if let Some(key) = service.sticky.as_ref().and_then(|s| s.find(request)) {
+        set_headers.push((STICKY_HEADER, Cow::Owned(bucket(key).into_bytes())));
+    }
     let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
-    Ok(Forward { service: &service.name, route, set_headers, path })
+    Ok(Forward { service: &service.name, route, served_by, set_headers, path })
+}
+
+type CallerAndRequirement<'c> = (Option<Cow<'c, CallerIdentity>>, Option<Cow<'c, VersionReq>>);
+
+/// Who calls and what it requires: from this sidecar's own config (outbound), or from the
+/// headers a trusted caller sidecar stamped (inbound).
+fn caller_and_requirement<'c>(
+    catalog: &'c Catalog,
+    service: &'c Service,
+    request: &Request<'_>,
+) -> Result<CallerAndRequirement<'c>, Problem> {
+    if let Some(own) = &catalog.caller {
+        return Ok((Some(Cow::Borrowed(own)), service.caller_requires.as_ref().map(Cow::Borrowed)));
+    }
+    if !catalog.trust_caller_headers {
+        return Ok((None, None));
+    }
+    let malformed = |header: &str, raw: &[u8]| {
+        let detail = format!("The {header} header holds {}, which cannot be read.", quote_raw(raw));
+        problem(service, ProblemKind::MalformedCaller, detail, None)
+    };
+    let caller = match request.first(CALLER_HEADER) {
+        Some(raw) => Some(Cow::Owned(CallerIdentity::parse(raw).ok_or_else(|| malformed(CALLER_HEADER, raw))?)),
+        None => None,
+    };
+    let requirement = match request.first(REQUIRES_HEADER) {
+        Some(raw) => Some(Cow::Owned(parse_requirement(raw).ok_or_else(|| malformed(REQUIRES_HEADER, raw))?)),
+        None => None,
+    };
+    Ok((caller, requirement))
 }
 
 /// The one version the request names, if any; malformed or disagreeing values are refused.
@@ -211,6 +369,19 @@ fn problem(service: &Service, kind: ProblemKind, detail: String, requested: Opti
         service: service.name.clone(),
         supported_versions: service.supported_versions.clone(),
         requested_version: requested,
+        extensions: Vec::new(),
+    }
+}
+
+/// Cannot happen (the index comes from the same catalog); answered rather than panicking.
+fn problem_without_service(index: usize) -> Problem {
+    Problem {
+        kind: ProblemKind::UnsupportedVersion,
+        detail: format!("service #{index} is not in the catalog"),
+        service: String::new(),
+        supported_versions: Vec::new(),
+        requested_version: None,
+        extensions: Vec::new(),
     }
 }
 

@@ -29,7 +29,7 @@ struct Seen {
 
 fn forward(catalog: &Catalog, path: &str, extra: &[(&str, &[u8])]) -> Result<Seen, ProblemKind> {
     let h = headers(path, extra);
-    match decide(catalog, &Request::new(&h)).outcome {
+    match decide(catalog, &Request::new(&h), 0).outcome {
         Outcome::Forward(f) => Ok(Seen {
             route: f.route.to_string(),
             version_header: f
@@ -112,7 +112,7 @@ fn strips_owned_headers_whatever_the_outcome() {
     for path in ["/register", "/nothing-here", "/register?api-version=9"] {
         let h =
             headers(path, &[("x-meshver-route", b"user-2.1.0"), ("x-meshver-anything", b"\xff"), ("x-other", b"1")]);
-        let plan = decide(&c, &Request::new(&h));
+        let plan = decide(&c, &Request::new(&h), 0);
         assert_eq!(plan.remove_headers, vec!["x-meshver-route", "x-meshver-anything"], "{path}");
     }
 }
@@ -122,7 +122,7 @@ fn unmatched_requests_pass_through() {
     let c = demo();
     for path in ["/", "/orders-archive-x", "/v2/health", "", "*"] {
         let h = headers(path, &[("x-api-version", b"garbage")]);
-        let outcome = decide(&c, &Request::new(&h)).outcome;
+        let outcome = decide(&c, &Request::new(&h), 0).outcome;
         // `/orders-archive-x` starts with `/order`: Envoy-style prefixes are plain string prefixes.
         if path.starts_with("/order") {
             assert!(matches!(outcome, Outcome::Reject(_)), "{path}");
@@ -136,7 +136,7 @@ fn unmatched_requests_pass_through() {
 fn problems_name_the_service_and_versions() {
     let c = demo();
     let h = headers("/register", &[("x-api-version", b"3")]);
-    let Outcome::Reject(problem) = decide(&c, &Request::new(&h)).outcome else { panic!("not rejected") };
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not rejected") };
     assert_eq!(problem.status(), 400);
     let body: serde_json::Value = serde_json::from_slice(&problem.body()).unwrap();
     assert_eq!(body["type"], "urn:meshver:problem:unsupported-version");
@@ -163,7 +163,7 @@ fn defaults_latest_and_reject() {
         .unwrap()
     };
     let h = headers("/x", &[]);
-    let route = |c: &Catalog| match decide(c, &Request::new(&h)).outcome {
+    let route = |c: &Catalog| match decide(c, &Request::new(&h), 0).outcome {
         Outcome::Forward(f) => Ok(f.route.to_string()),
         Outcome::Reject(p) => Err(p.kind),
         Outcome::PassThrough => panic!("unmatched"),
@@ -195,7 +195,7 @@ fn hostile_input_never_panics() {
                 h.push((name.to_string(), value.clone()));
                 h.push((name.to_string(), value.clone()));
             }
-            let _ = decide(&c, &Request::new(&h));
+            let _ = decide(&c, &Request::new(&h), 0);
         }
     }
 }
@@ -208,7 +208,7 @@ fn rewrite_can_be_turned_off() {
     )
     .unwrap();
     let h = headers("/v1/x?api-version=1", &[]);
-    let Outcome::Forward(f) = decide(&c, &Request::new(&h)).outcome else { panic!("not forwarded") };
+    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not forwarded") };
     assert_eq!(f.path, None);
     assert_eq!(f.set_headers.len(), 1, "only the route header");
 }
@@ -220,7 +220,7 @@ fn hosts_match_case_insensitively() {
         {"name":"b","match":{"hosts":["*.svc.local"],"path_prefixes":["/b"]},"default_version":"1","deployments":[{"version":"1.0.0"}]}]}"#).unwrap();
     let service = |authority: &[u8], path: &str| {
         let h = vec![(":path".to_string(), path.as_bytes().to_vec()), (":authority".to_string(), authority.to_vec())];
-        match decide(&c, &Request::new(&h)).outcome {
+        match decide(&c, &Request::new(&h), 0).outcome {
             Outcome::Forward(f) => Some(f.service.to_string()),
             _ => None,
         }
@@ -229,4 +229,131 @@ fn hosts_match_case_insensitively() {
     assert_eq!(service(b"x.svc.local", "/b/1"), Some("b".into()));
     assert_eq!(service(b"x.svc.local", "/c"), None);
     assert_eq!(service(b"svc.local", "/b"), None);
+}
+
+/// The user service as seen from order's outbound sidecar, or from user's trusting inbound one.
+fn mesh_catalog(top: &str) -> Catalog {
+    config::load(
+        format!(
+            r#"{{{top} "services":[{{"name":"user","match":{{"path_prefixes":["/login"]}},"default_version":"1",
+            "sticky":{{"header":"x-user-id"}},
+            "lines":{{"1":{{"lifecycle":{{"deprecated":"2026-01-01","sunset":"2030-01-01","successor":"2","link":"https://docs.example.com/user/v2"}}}}}},
+            "deployments":[{{"version":"1.4.0","accepts":{{"order":"<2"}}}},{{"version":"2.0.3"}},{{"version":"2.1.0"}}]}}]}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn outcome(catalog: &Catalog, extra: &[(&str, &[u8])], now: i64) -> Result<(String, Vec<(String, String)>), (u16, serde_json::Value)> {
+    let h = headers("/login", extra);
+    match decide(catalog, &Request::new(&h), now).outcome {
+        Outcome::Forward(f) => Ok((
+            f.route.to_string(),
+            f.set_headers.iter().map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned())).collect(),
+        )),
+        Outcome::Reject(p) => Err((p.status(), serde_json::from_slice(&p.body()).unwrap())),
+        Outcome::PassThrough => panic!("unmatched"),
+    }
+}
+
+#[test]
+fn caller_requirements_narrow_resolution() {
+    let order2 = mesh_catalog(r#""caller":{"service":"order","version":"2.0.0","requires":{"user":">=2.1, <3"}},"#);
+    // No version: the requirement replaces the default, and pins 2.1.0 (2.0.3 is too old).
+    let (route, set) = outcome(&order2, &[], 0).unwrap();
+    assert_eq!(route, "user-2.1.0");
+    assert!(set.contains(&("x-meshver-caller".into(), "order/2.0.0".into())), "{set:?}");
+    assert!(set.contains(&("x-meshver-requires".into(), ">=2.1, <3".into())), "{set:?}");
+    assert!(set.contains(&("x-api-version".into(), "2".into())), "{set:?}");
+    // `2` would be the whole line, but the requirement pins it.
+    assert_eq!(outcome(&order2, &[("x-api-version", b"2")], 0).unwrap().0, "user-2.1.0");
+    // `1` exists, but not within the requirement: 503, naming the range.
+    let (status, body) = outcome(&order2, &[("x-api-version", b"1")], 0).unwrap_err();
+    assert_eq!(status, 503);
+    assert_eq!(body["type"], "urn:meshver:problem:no-compatible-deployment");
+    assert_eq!(body["required_range"], ">=2.1, <3");
+    assert_eq!(body["caller"], "order/2.0.0");
+
+    let order1 = mesh_catalog(r#""caller":{"service":"order","version":"1.2.0","requires":{"user":"^1"}},"#);
+    assert_eq!(outcome(&order1, &[], 0).unwrap().0, "user-v1");
+}
+
+#[test]
+fn callees_refuse_incompatible_callers() {
+    let inbound = mesh_catalog(r#""trust_caller_headers":true,"#);
+    // order 2.0.0 asking for 1.x: user 1.4.0 accepts only order <2.
+    let (status, body) = outcome(&inbound, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap_err();
+    assert_eq!(status, 409);
+    assert_eq!(body["type"], "urn:meshver:problem:incompatible-caller");
+    assert_eq!(body["caller"], "order/2.0.0");
+    assert_eq!(body["refused_by"], serde_json::json!([{"version": "1.4.0", "accepts": "<2"}]));
+    assert!(body["detail"].as_str().unwrap().contains("user 1.4.0 accepts order <2"), "{body}");
+    // order 1.2.0 is accepted, and the callee passes the identity on.
+    let (route, set) = outcome(&inbound, &[("x-meshver-caller", b"order/1.2.0")], 0).unwrap();
+    assert_eq!(route, "user-v1");
+    assert!(set.contains(&("x-meshver-caller".into(), "order/1.2.0".into())));
+    // A stamped requirement narrows like the caller's own config would.
+    let stamped = [("x-meshver-caller", &b"order/2.0.0"[..]), ("x-meshver-requires", b">=2.1, <3")];
+    assert_eq!(outcome(&inbound, &stamped, 0).unwrap().0, "user-2.1.0");
+    // Unreadable stamps are a 400, never ignored.
+    let (status, _) = outcome(&inbound, &[("x-meshver-caller", b"order")], 0).unwrap_err();
+    assert_eq!(status, 400);
+    // Without trust, stamps are ignored (and removed by the host).
+    let edge = mesh_catalog("");
+    assert_eq!(outcome(&edge, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap().0, "user-v1");
+}
+
+#[test]
+fn sunset_versions_are_gone() {
+    let c = mesh_catalog("");
+    let before = crate::lifecycle::parse_instant("2029-12-31").unwrap();
+    let after = crate::lifecycle::parse_instant("2030-01-02").unwrap();
+    assert_eq!(outcome(&c, &[], before).unwrap().0, "user-v1");
+    let (status, body) = outcome(&c, &[], after).unwrap_err();
+    assert_eq!(status, 410);
+    assert_eq!(body["type"], "urn:meshver:problem:version-gone");
+    assert_eq!(body["successor"], "2");
+    // 2.x has no sunset.
+    assert_eq!(outcome(&c, &[("x-api-version", b"2")], after).unwrap().0, "user-v2");
+}
+
+#[test]
+fn responses_carry_the_lifecycle_of_who_served() {
+    let c = mesh_catalog("");
+    let h = headers("/login", &[]);
+    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
+    let sent = lifecycle_headers(&c, f.served_by, || None);
+    assert_eq!(sent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["deprecation", "sunset", "link"]);
+    assert_eq!(sent[0].1, "@1767225600");
+    assert_eq!(sent[1].1, "Tue, 01 Jan 2030 00:00:00 GMT");
+    assert_eq!(sent[2].1, "<https://docs.example.com/user/v2>; rel=\"successor-version\"");
+    let h = headers("/login", &[("x-api-version", b"2")]);
+    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
+    assert!(lifecycle_headers(&c, f.served_by, || None).is_empty());
+}
+
+#[test]
+fn deployment_lifecycles_within_a_line_are_told_apart_by_cluster() {
+    let c = config::load(
+        br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
+        {"version":"2.0.0","lifecycle":{"deprecated":"2026-01-01"}},{"version":"2.1.0"}]}]}"#,
+    )
+    .unwrap();
+    let h = headers("/x", &[]);
+    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
+    assert_eq!(f.route, "s-v2");
+    assert_eq!(lifecycle_headers(&c, f.served_by, || Some(b"s-2.0.0".to_vec())).len(), 1);
+    assert!(lifecycle_headers(&c, f.served_by, || Some(b"s-2.1.0".to_vec())).is_empty());
+    assert!(lifecycle_headers(&c, f.served_by, || None).is_empty());
+}
+
+#[test]
+fn sticky_keys_become_buckets() {
+    let c = mesh_catalog("");
+    let (_, set) = outcome(&c, &[("x-user-id", b"alice")], 0).unwrap();
+    let bucket = set.iter().find(|(n, _)| n == "x-meshver-sticky").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(bucket, crate::sticky::bucket(b"alice"));
+    let (_, set) = outcome(&c, &[], 0).unwrap();
+    assert!(!set.iter().any(|(n, _)| n == "x-meshver-sticky"), "no key, no bucket: the mesh picks randomly");
 }
