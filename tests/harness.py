@@ -223,19 +223,58 @@ def _even_weights(count):
     return [100 // count + (1 if i < 100 % count else 0) for i in range(count)]
 
 
+def _semver_key(version):
+    core = version.split("-")[0].split("+")[0]
+    return tuple(int(part) for part in core.split("."))
+
+
 def envoy_config(catalog, listener_port, admin_port, clusters, wasm_path=WASM,
-                 route_header=ROUTE_HEADER):
+                 route_header=ROUTE_HEADER, extra_listeners=()):
     """Envoy v3 bootstrap: the meshver filter, then routes keyed on the route key it writes.
 
     `clusters` maps a deployment name ("user-2.1.0") to the port it listens on.
     Route keys: "{service}-{version}" pins one deployment; "{service}-v{major}" picks
     within a major line by weighted_clusters (weights shiftable at runtime under
-    routing.{service}-v{major}.{cluster}).
+    routing.{service}-v{major}.{cluster}; newest deployment first, and the filter's sticky
+    bucket in x-meshver-sticky replaces the random number when a client key is present).
+    `extra_listeners`: dicts {name, port, catalog, forward_to}: more listeners with their own
+    filter config; with `forward_to` (a port), a sidecar that passes every request on to it.
     """
     wasm_path = Path(wasm_path)
     if not wasm_path.is_file():
         raise RuntimeError(f"wasm module not found at {wasm_path}; run `make build`")
+    clusters = dict(clusters)
+    listeners = [_listener("ingress", listener_port, catalog, clusters, wasm_path, route_header)]
+    for extra in extra_listeners:
+        forward = None
+        if extra.get("forward_to"):
+            forward = f"forward-{extra['name']}"
+            clusters[forward] = extra["forward_to"]
+        listeners.append(_listener(extra["name"], extra["port"], extra["catalog"], clusters, wasm_path,
+                                   route_header, forward_cluster=forward))
+    return {
+        "admin": {"address": _address(admin_port)},
+        # The admin layer is what makes POST /runtime_modify (weight shifts) work.
+        "layered_runtime": {"layers": [
+            {"name": "static", "static_layer": {}},
+            {"name": "admin", "admin_layer": {}},
+        ]},
+        "static_resources": {
+            "listeners": listeners,
+            # No protocol options: Envoy talks HTTP/1.1 to upstreams by default.
+            "clusters": [{"name": name, "type": "STATIC", "connect_timeout": "1s",
+                          "load_assignment": {"cluster_name": name, "endpoints": [
+                              {"lb_endpoints": [{"endpoint": {"address": _address(port)}}]}]}}
+                         for name, port in clusters.items()],
+        },
+    }
 
+
+def _address(port):
+    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+
+
+def _routes(catalog, clusters, route_header):
     def header_route(key, route):
         return {"match": {"prefix": "/", "headers": [{"name": route_header,
                                                       "string_match": {"exact": key}}]},
@@ -256,17 +295,23 @@ def envoy_config(catalog, listener_port, admin_port, clusters, wasm_path=WASM,
                 weights = [d["weight"] for d in deployments]
             else:
                 weights = _even_weights(len(deployments))
+            newest_first = sorted(zip(deployments, weights), key=lambda dw: _semver_key(dw[0]["version"]),
+                                  reverse=True)
             lines.append(header_route(key, {"weighted_clusters": {
                 "runtime_key_prefix": f"routing.{key}",
+                "header_name": "x-meshver-sticky",
                 "clusters": [{"name": f"{service['name']}-{d['version']}", "weight": w}
-                             for d, w in zip(deployments, weights)],
+                             for d, w in newest_first],
             }}))
-
     no_match = {"match": {"prefix": "/"},
                 "direct_response": {"status": 404, "body": {"inline_string": json.dumps(
                     {"error": "no service matched the request"})}},
                 "response_headers_to_add": [{"header": {"key": "content-type",
                                                         "value": "application/json"}}]}
+    return pinned + lines + [no_match]
+
+
+def _listener(name, port, catalog, clusters, wasm_path, route_header, forward_cluster=None):
     wasm_filter = {
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -274,78 +319,79 @@ def envoy_config(catalog, listener_port, admin_port, clusters, wasm_path=WASM,
             "config": {
                 "name": "meshver",
                 "root_id": "meshver",
-                "vm_config": {"vm_id": "meshver", "runtime": "envoy.wasm.runtime.v8",
-                              "code": {"local": {"filename": str(wasm_path.resolve())}}},
+                "vm_config": {"vm_id": f"meshver-{name}", "runtime": "envoy.wasm.runtime.v8",
+                              "code": {"local": {"filename": str(Path(wasm_path).resolve())}}},
                 # The whole catalog, unchanged: the filter owns its schema.
                 "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                   "value": json.dumps(catalog)},
             },
         },
     }
+    if forward_cluster:
+        routes = [{"match": {"prefix": "/"}, "route": {"cluster": forward_cluster, "timeout": "5s"}}]
+        remove = []
+    else:
+        routes = _routes(catalog, clusters, route_header)
+        # The route key is internal to the mesh: upstreams never see it.
+        remove = [route_header]
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "ingress",
+        "stat_prefix": name,
         "codec_type": "AUTO",  # HTTP/1.1, and HTTP/2 with prior knowledge (h2c)
-        "route_config": {"name": "meshver", "virtual_hosts": [{
-            "name": "mesh", "domains": ["*"],
-            # The route key is internal to the mesh: upstreams never see it.
-            "request_headers_to_remove": [route_header],
-            "routes": pinned + lines + [no_match],
+        "route_config": {"name": name, "virtual_hosts": [{
+            "name": name, "domains": ["*"],
+            "request_headers_to_remove": remove,
+            "routes": routes,
         }]},
         "http_filters": [wasm_filter, {"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
     }
-
-    def address(port):
-        return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-
-    return {
-        "admin": {"address": address(admin_port)},
-        # The admin layer is what makes POST /runtime_modify (weight shifts) work.
-        "layered_runtime": {"layers": [
-            {"name": "static", "static_layer": {}},
-            {"name": "admin", "admin_layer": {}},
-        ]},
-        "static_resources": {
-            "listeners": [{"name": "ingress", "address": address(listener_port),
-                           "filter_chains": [{"filters": [{
-                               "name": "envoy.filters.network.http_connection_manager",
-                               "typed_config": hcm}]}]}],
-            # No protocol options: Envoy talks HTTP/1.1 to upstreams by default.
-            "clusters": [{"name": name, "type": "STATIC", "connect_timeout": "1s",
-                          "load_assignment": {"cluster_name": name, "endpoints": [
-                              {"lb_endpoints": [{"endpoint": {"address": address(port)}}]}]}}
-                         for name, port in clusters.items()],
-        },
-    }
+    return {"name": name, "address": _address(port),
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": hcm}]}]}
 
 
 class DemoStack:
     """One Upstream per deployment in `catalog`, then Envoy routing to them.
 
-    Order deployments check users through the mesh (--user-url is Envoy's listener).
-    Ports default to free ones; the demo passes its fixed ones.
+    Listeners: the edge (`listener_port`, the catalog as is); `inbound_port`, the callee
+    side of the mesh, which trusts caller identity stamped by sidecars; and one sidecar per
+    deployment of a calling service (order), whose filter knows who it is (`caller`) and
+    passes requests on to the inbound listener. Order deployments call users through their
+    own sidecar. Ports default to free ones; the demo passes its fixed ones.
     """
 
     def __init__(self, catalog, ports=None, listener_port=None, admin_port=None,
-                 base_id=None, concurrency=2, wasm_path=WASM):
+                 base_id=None, concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None):
         self.catalog = catalog
         self.upstreams = {}
         self.envoy = None
         listener_port = listener_port or free_port()
         admin_port = admin_port or free_port()
+        self.inbound_port = inbound_port or free_port()
         ports = ports or {}
+        sidecar_ports = sidecar_ports or {}
+        self.sidecar_ports = {}
+        sidecars = []
         try:
             for service in catalog["services"]:
                 for deployment in service["deployments"]:
                     name = f"{service['name']}-{deployment['version']}"
-                    extra = (["--user-url", f"http://127.0.0.1:{listener_port}"]
-                             if service["name"] == "order" else [])
+                    extra = []
+                    if deployment.get("requires"):
+                        port = sidecar_ports.get(name) or free_port()
+                        self.sidecar_ports[name] = port
+                        caller = {"service": service["name"], "version": deployment["version"]}
+                        sidecars.append({"name": f"{name}-sidecar", "port": port, "forward_to": self.inbound_port,
+                                         "catalog": {**catalog, "caller": caller}})
+                        extra = ["--user-url", f"http://127.0.0.1:{port}"]
                     self.upstreams[name] = Upstream(service["name"], deployment["version"],
                                                     ports.get(name), extra)
+            inbound = {"name": "inbound", "port": self.inbound_port,
+                       "catalog": {**catalog, "trust_caller_headers": True}}
             config = envoy_config(catalog, listener_port, admin_port,
                                   {name: up.port for name, up in self.upstreams.items()},
-                                  wasm_path)
+                                  wasm_path, extra_listeners=[inbound, *sidecars])
             self.envoy = Envoy(config, concurrency=concurrency, base_id=base_id)
         except BaseException:
             self.stop()

@@ -71,8 +71,9 @@ def test_config_routes_pinned_then_major_lines_then_catch_all():
     lines = {k: r["route"]["weighted_clusters"] for k, r in zip(keys, routes) if "-v" in k}
     assert lines["user-v2"]["runtime_key_prefix"] == "routing.user-v2"
     weights = {k: [(c["name"], c["weight"]) for c in w["clusters"]] for k, w in lines.items()}
-    assert weights["user-v2"] == [("user-2.0.3", 90), ("user-2.1.0", 10)]
-    assert weights["solo-v3"] == [("solo-3.0.0", 34), ("solo-3.1.0", 33), ("solo-3.2.0", 33)]
+    # Newest first, so sticky clients only ever move from old to new as the new weight grows.
+    assert weights["user-v2"] == [("user-2.1.0", 10), ("user-2.0.3", 90)]
+    assert weights["solo-v3"] == [("solo-3.2.0", 33), ("solo-3.1.0", 33), ("solo-3.0.0", 34)]
     assert weights["solo-v4"] == [("solo-4.0.0", 100)]
     assert routes[-1]["direct_response"]["status"] == 404
     wasm = hcm["http_filters"][0]["typed_config"]["config"]

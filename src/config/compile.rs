@@ -46,18 +46,46 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
         parsed.map(|version| CallerIdentity { service: c.service.clone(), version })
     });
     let mut requires = BTreeMap::new();
-    if let Some(c) = &config.caller {
-        for (service, range) in &c.requires {
-            let at = format!("$.caller.requires.{service}");
+    if let (Some(c), Some(identity)) = (&config.caller, &caller) {
+        // The caller's requirements: given here, or those of its own deployment in the catalog.
+        let own_deployment = config
+            .services
+            .iter()
+            .filter(|s| s.name == c.service)
+            .flat_map(|s| s.deployments.iter())
+            .find(|d| Version::parse(d.version.trim()).ok().as_ref() == Some(&identity.version));
+        let given = c.requires.is_some();
+        let ranges = c.requires.clone().or_else(|| own_deployment.map(|d| d.requires.clone())).unwrap_or_default();
+        for (service, range) in &ranges {
             match VersionReq::parse(range) {
                 Ok(req) => {
                     requires.insert(service.clone(), req);
                 }
-                Err(e) => errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}")),
+                // A deployment's own ranges are reported at its path below.
+                Err(e) if given => errors.add(
+                    format!("$.caller.requires.{service}"),
+                    format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}"),
+                ),
+                Err(_) => {}
             }
-            if !config.services.iter().any(|s| s.name == *service) {
-                errors.add(at, format!("{service:?} is not a service of this catalog"));
+        }
+    }
+    for (i, service) in config.services.iter().enumerate() {
+        for (j, deployment) in service.deployments.iter().enumerate() {
+            for (callee, range) in &deployment.requires {
+                let at = format!("$.services[{i}].deployments[{j}].requires.{callee}");
+                if let Err(e) = VersionReq::parse(range) {
+                    errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}"));
+                }
+                if !config.services.iter().any(|s| s.name == *callee) {
+                    errors.add(at, format!("{callee:?} is not a service of this catalog"));
+                }
             }
+        }
+    }
+    if let Some(given) = config.caller.as_ref().and_then(|c| c.requires.as_ref()) {
+        for service in given.keys().filter(|k| !config.services.iter().any(|s| s.name == **k)) {
+            errors.add(format!("$.caller.requires.{service}"), format!("{service:?} is not a service of this catalog"));
         }
     }
     let mut names = BTreeSet::new();

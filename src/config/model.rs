@@ -35,8 +35,9 @@ pub struct CallerConfig {
     /// The caller's own full semver (`2.0.0`).
     pub version: String,
     /// Semver ranges the caller requires, by callee service (`{"user": ">=2.1, <3"}`).
+    /// Default: the `requires` of the caller's own deployment in this catalog.
     #[serde(default)]
-    pub requires: BTreeMap<String, String>,
+    pub requires: Option<BTreeMap<String, String>>,
 }
 
 /// Deprecation and sunset of a deployment or a whole major line.
@@ -134,6 +135,10 @@ pub struct DeploymentConfig {
     /// The filter itself never balances; the mesh does.
     #[serde(default)]
     pub weight: Option<u32>,
+    /// What this deployment requires of the services it calls (`{"user": ">=2.1, <3"}`),
+    /// enforced by its own sidecar (the one whose `caller` names it).
+    #[serde(default)]
+    pub requires: BTreeMap<String, String>,
     /// Caller versions this deployment accepts, by caller service (`{"order": "<2"}`).
     /// Callers not listed are accepted.
     #[serde(default)]

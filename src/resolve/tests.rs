@@ -357,3 +357,20 @@ fn sticky_keys_become_buckets() {
     let (_, set) = outcome(&c, &[], 0).unwrap();
     assert!(!set.iter().any(|(n, _)| n == "x-meshver-sticky"), "no key, no bucket: the mesh picks randomly");
 }
+
+#[test]
+fn a_caller_takes_its_requirements_from_its_own_deployment() {
+    let catalog = |caller: &str| {
+        config::load(format!(r#"{{"caller":{caller},"services":[
+            {{"name":"user","match":{{"path_prefixes":["/login"]}},"default_version":"1",
+              "deployments":[{{"version":"1.4.0"}},{{"version":"2.0.3"}},{{"version":"2.1.0"}}]}},
+            {{"name":"order","match":{{"path_prefixes":["/order"]}},"default_version":"1",
+              "deployments":[{{"version":"1.2.0","requires":{{"user":"^1"}}}},{{"version":"2.0.0","requires":{{"user":">=2.1, <3"}}}}]}}]}}"#).as_bytes()).unwrap()
+    };
+    assert_eq!(outcome(&catalog(r#"{"service":"order","version":"2.0.0"}"#), &[], 0).unwrap().0, "user-2.1.0");
+    assert_eq!(outcome(&catalog(r#"{"service":"order","version":"1.2.0"}"#), &[], 0).unwrap().0, "user-v1");
+    // Given ranges win, even empty ones.
+    assert_eq!(outcome(&catalog(r#"{"service":"order","version":"2.0.0","requires":{}}"#), &[], 0).unwrap().0, "user-v1");
+    // A caller not in the catalog requires nothing.
+    assert_eq!(outcome(&catalog(r#"{"service":"report","version":"1.0.0"}"#), &[], 0).unwrap().0, "user-v1");
+}
