@@ -1,0 +1,263 @@
+"""`meshver` against the real Envoy and real upstreams: a config that fails `check` is refused
+by Envoy, status, shift, rollback, and rollouts that finish or roll back by themselves."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from test_cli_render import meshver, meshver_binary
+
+# Only fields every version of the catalog has: this file tests the CLI, not the filter.
+CATALOG = {"services": [{
+    "name": "user",
+    "match": {"path_prefixes": ["/register", "/login"]},
+    "default_version": "1",
+    "deployments": [
+        {"version": "1.4.0", "weight": 100},
+        {"version": "2.0.3", "weight": 90},
+        {"version": "2.1.0", "weight": 10},
+    ],
+}]}
+V2 = {"x-api-version": "2"}
+
+
+class Stack:
+    """Upstreams for CATALOG, and Envoy serving what `meshver render envoy` made of them."""
+
+    def __init__(self, workdir):
+        self.upstreams = {}
+        self.envoy = None
+        try:
+            for d in CATALOG["services"][0]["deployments"]:
+                self.upstreams[d["version"]] = harness.Upstream("user", d["version"])
+            self.catalog = workdir / "catalog.json"
+            self.catalog.write_text(json.dumps(CATALOG, indent=2))
+            mesh = {"admin": f"127.0.0.1:{harness.free_port()}", "wasm": str(harness.WASM),
+                    "endpoints": {f"user-{v}": f"127.0.0.1:{u.port}" for v, u in self.upstreams.items()},
+                    "listeners": [{"name": "edge", "address": f"127.0.0.1:{harness.free_port()}",
+                                   "catalog": "catalog.json"}]}
+            (workdir / "mesh.json").write_text(json.dumps(mesh))
+            rendered = meshver("render", "envoy", workdir / "mesh.json", "-o", workdir / "envoy.json")
+            assert rendered.returncode == 0, rendered.stderr
+            self.config = json.loads((workdir / "envoy.json").read_text())
+            self.envoy = harness.Envoy(self.config, name="cli-envoy")
+        except BaseException:
+            self.stop()
+            raise
+        self.admin = self.envoy.admin_url
+
+    def register(self, headers=V2):
+        return harness.http1("POST", self.envoy.url + "/register", headers=headers, body="{}", timeout=5)
+
+    def versions(self, count, headers=V2):
+        return [self.register(headers).json["version"] for _ in range(count)]
+
+    def runtime(self):
+        entries = harness.http1("GET", self.admin + "/runtime").json["entries"]
+        return {k: int(v["final_value"]) for k, v in entries.items() if v["final_value"] != ""}
+
+    def fault(self, version, fail_rate=0, delay_ms=0):
+        answer = harness.http1("POST", f"{self.upstreams[version].url}/__fault?fail_rate={fail_rate}"
+                                       f"&delay_ms={delay_ms}")
+        assert answer.status == 200
+
+    def stop(self):
+        if self.envoy:
+            self.envoy.stop()
+        for upstream in self.upstreams.values():
+            upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("cli"))
+    yield s
+    s.stop()
+    s.envoy.check_no_wasm_critical()
+
+
+class Load:
+    """Background requests to the 2.x line while a rollout runs, stopped on exit."""
+
+    def __init__(self, stack, threads=2):
+        self.stack, self.stop_event = stack, threading.Event()
+        self.statuses = []
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self):
+        while not self.stop_event.is_set():
+            try:
+                self.statuses.append(self.stack.register().status)
+            except OSError:
+                self.statuses.append(None)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(10)
+
+
+def one_line_error(result, pattern):
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meshver: ") and "; " in lines[0], result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+# --- check and Envoy agree ---------------------------------------------------------------
+
+def test_a_config_check_refuses_is_refused_by_envoy_too(stack, tmp_path):
+    bad = dict(CATALOG, route_header="x-route")
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    check = meshver("check", tmp_path / "bad.json")
+    assert check.returncode == 1
+    message = check.stderr.split(": $.route_header: ", 1)[1].strip()
+    # The same bootstrap that serves the good catalog, with the bad one: Envoy must not start.
+    config = json.loads(json.dumps(stack.config))
+    for listener in config["static_resources"]["listeners"]:
+        listener["address"]["socket_address"]["port_value"] = harness.free_port()
+        for f in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
+            if f["name"] == "envoy.filters.http.wasm":
+                f["typed_config"]["config"]["configuration"]["value"] = json.dumps(bad)
+    config["admin"]["address"]["socket_address"]["port_value"] = harness.free_port()
+    (tmp_path / "envoy.json").write_text(json.dumps(config))
+    # Run directly, not through harness.Envoy: its [critical][wasm] lines are expected here.
+    run = subprocess.run([str(harness.envoy_binary()), "-c", str(tmp_path / "envoy.json"),
+                          "--disable-hot-restart", "--base-id", str(os.getpid() % 20000 * 10 + 9),
+                          "--concurrency", "1"], capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0
+    assert f"$.route_header: {message}" in run.stdout + run.stderr
+    # And the catalog check accepts is the one serving traffic in `stack`.
+    assert meshver("check", stack.catalog).returncode == 0
+    assert stack.register().status == 200
+
+
+# --- status ------------------------------------------------------------------------------
+
+def test_status_shows_weights_and_traffic(stack):
+    stack.versions(30)
+    result = meshver("status", "--admin", stack.admin, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    line = next(l for l in report["services"][0]["lines"] if l["major"] == 2)
+    assert line["route"] == "user-v2" and line["runtime_prefix"] == "routing.user-v2"
+    rows = {d["version"]: d for d in line["deployments"]}
+    assert (rows["2.0.3"]["weight"], rows["2.1.0"]["weight"]) == (90, 10)
+    assert rows["2.0.3"]["weight_source"] == "config" and rows["2.0.3"]["stable"]
+    assert rows["2.0.3"]["requests"] + rows["2.1.0"]["requests"] >= 30
+    assert rows["2.0.3"]["errors_5xx"] == 0 and rows["2.0.3"]["error_rate"] == 0
+    assert rows["2.0.3"]["p99_ms"] is None or rows["2.0.3"]["p99_ms"] > 0
+
+    table = meshver("status", "--admin", stack.admin, "--catalog", stack.catalog)
+    assert table.returncode == 0, table.stderr
+    assert "SERVICE" in table.stdout and "P99" in table.stdout
+    assert "2.0.3 (stable)" in table.stdout and "user-2.1.0" in table.stdout
+
+
+# --- shift and rollback ------------------------------------------------------------------
+
+def test_shift_moves_live_traffic_and_rollback_moves_it_back(stack):
+    result = meshver("shift", "user", "--to", "2.1.0", "--weight", "100", "--admin", stack.admin)
+    assert result.returncode == 0, result.stderr
+    assert stack.runtime()["routing.user-v2.user-2.1.0"] == 100
+    assert stack.runtime()["routing.user-v2.user-2.0.3"] == 0
+    assert set(stack.versions(50)) == {"2.1.0"}
+
+    status = json.loads(meshver("status", "--admin", stack.admin, "--json").stdout)
+    rows = {d["version"]: d for d in status["services"][0]["lines"][1]["deployments"]}
+    assert (rows["2.1.0"]["weight"], rows["2.1.0"]["weight_source"]) == (100, "runtime")
+
+    result = meshver("rollback", "user", "--admin", stack.admin)
+    assert result.returncode == 0, result.stderr
+    assert "rolled back user user-v2: 2.0.3 100%" in result.stdout
+    assert set(stack.versions(50)) == {"2.0.3"}
+
+
+def test_bad_input_gets_one_line_that_says_what_to_do(stack):
+    one_line_error(meshver("shift", "nosuch", "--to", "2.1.0", "--weight", "5", "--admin", stack.admin),
+                   'service "nosuch" is not in the catalog')
+    one_line_error(meshver("shift", "user", "--to", "9.9.9", "--weight", "5", "--admin", stack.admin),
+                   "user has no deployment 9.9.9")
+    one_line_error(meshver("shift", "user", "--to", "2.1.0", "--weight", "150", "--admin", stack.admin),
+                   'weight "150"')
+    one_line_error(meshver("rollback", "user", "--line", "7", "--admin", stack.admin), "no 7.x line")
+    nobody = f"127.0.0.1:{harness.free_port()}"
+    one_line_error(meshver("status", "--admin", nobody), f"cannot use the Envoy admin at http://{nobody}")
+    for steps in ("50,25", "0,100", "50,101"):
+        one_line_error(meshver("rollout", "user", "--to", "2.1.0", "--steps", steps, "--admin", stack.admin),
+                       "are not increasing percentages")
+    one_line_error(meshver("rollout", "user", "--to", "2.1.0", "--admin", nobody), "cannot use the Envoy admin")
+    one_line_error(meshver("rollout", "user", "--to", "2.0.3", "--admin", stack.admin),
+                   "is the stable deployment")
+    one_line_error(meshver("rollout", "user", "--to", "2.1.0", "--interval", "soon", "--admin", stack.admin),
+                   "--interval")
+
+
+# --- rollout -----------------------------------------------------------------------------
+
+def test_healthy_rollout_reaches_100(stack):
+    assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
+    with Load(stack) as load:
+        result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "1s",
+                         "--max-error-rate", "1%", "--max-p99", "2s", "--min-requests", "1",
+                         "--admin", stack.admin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "step 1/2: user-2.1.0 at 50%: ok" in result.stdout
+    assert "user 2.1.0 now takes 100% of user-v2" in result.stdout
+    assert stack.runtime()["routing.user-v2.user-2.1.0"] == 100
+    assert set(load.statuses) == {200}
+    assert set(stack.versions(20)) == {"2.1.0"}
+
+
+def test_failing_rollout_rolls_back_within_one_interval(stack):
+    assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
+    stack.fault("2.1.0", fail_rate=1)
+    try:
+        with Load(stack):
+            started = time.monotonic()
+            result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "2s",
+                             "--max-error-rate", "1%", "--admin", stack.admin)
+            elapsed = time.monotonic() - started
+    finally:
+        stack.fault("2.1.0", fail_rate=0)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rolled back user to 2.0.3: error rate 100.0% > 1.0% over the last 2s" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "step 2/2" not in result.stdout
+    assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
+    weights = stack.runtime()
+    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+    assert set(stack.versions(20)) == {"2.0.3"}
+
+
+def test_ctrl_c_rolls_back_and_exits_130(stack):
+    assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
+    proc = subprocess.Popen([meshver_binary(), "rollout", "user", "--to", "2.1.0", "--steps", "30,100",
+                             "--interval", "30s", "--admin", stack.admin],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while stack.runtime().get("routing.user-v2.user-2.1.0") != 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stack.runtime()["routing.user-v2.user-2.1.0"] == 30
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "interrupted at step 1/2" in err and "rolled back user to 2.0.3" in err
+    weights = stack.runtime()
+    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)

@@ -1,0 +1,288 @@
+"""`meshver check` and `meshver render`: the shipped configs are what render produces, Envoy
+accepts them, and the Istio manifests are valid against Istio's own CRD schemas."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+import harness
+
+ROOT = harness.ROOT
+CRDS = ROOT.parent / "shared/istio/customresourcedefinitions.gen.yaml"
+DEMO_MESH = ROOT / "envoy/demo.mesh.json"
+DEMO_ENVOY = ROOT / "envoy/demo.json"
+DEMO_ISTIO = ROOT / "envoy/istio/demo.yaml"
+# How the shipped files are made (cwd = the repository root); the drift tests re-run these.
+RENDER_DEMO_ENVOY = ["render", "envoy", "envoy/demo.mesh.json", "--wasm-relative-to", "."]
+RENDER_DEMO_ISTIO = ["render", "istio", "examples/catalog.json"]
+
+
+def meshver_binary():
+    """The CLI, built once per run (a no-op when it is up to date)."""
+    binary = os.environ.get("MESHVER_CLI")
+    if binary:
+        return binary
+    if not getattr(meshver_binary, "built", False):
+        subprocess.run(["cargo", "build", "-q", "-p", "meshver-cli", "--release"], cwd=ROOT, check=True)
+        meshver_binary.built = True
+    return str(ROOT / "target/release/meshver")
+
+
+def meshver(*args, cwd=ROOT):
+    return subprocess.run([meshver_binary(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def envoy_validate(path, cwd=ROOT):
+    return subprocess.run([str(harness.envoy_binary()), "--mode", "validate", "-c", str(path),
+                           "--disable-hot-restart", "--log-level", "warn"],
+                          cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+# --- check ---------------------------------------------------------------------------
+
+def test_check_accepts_the_demo_catalog():
+    result = meshver("check", "examples/catalog.json")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"examples/catalog.json: ok, \d+ services, \d+ deployments\n", result.stdout)
+
+
+def test_check_prints_every_error_with_its_path(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"route_header": "x-bad", "services": [
+        {"name": "User", "match": {"path_prefixes": ["/u"]}, "default_version": "1",
+         "deployments": [{"version": "1.0.0", "weight": 150}]}]}))
+    result = meshver("check", bad)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) >= 3, result.stderr
+    for line in lines:
+        assert line.startswith(f"{bad}: $."), line
+    assert any("$.route_header" in line for line in lines)
+    assert any("$.services[0].name" in line for line in lines)
+    assert any("$.services[0].deployments[0].weight" in line for line in lines)
+    assert "panicked" not in result.stderr and result.stdout == ""
+
+
+def test_check_names_unreadable_files_in_one_line(tmp_path):
+    result = meshver("check", tmp_path / "missing.json")
+    assert result.returncode == 1
+    assert re.fullmatch(r"meshver: cannot read catalog .*missing.json: .*; .*\n", result.stderr)
+    syntax = tmp_path / "syntax.json"
+    syntax.write_text('{"services": [')
+    result = meshver("check", syntax)
+    assert result.returncode == 1 and result.stderr.startswith(f"{syntax}: $")
+
+
+# --- render envoy ----------------------------------------------------------------------
+
+def test_shipped_envoy_config_is_what_render_produces():
+    result = meshver(*RENDER_DEMO_ENVOY)
+    assert result.returncode == 0, result.stderr
+    assert DEMO_ENVOY.read_text() == result.stdout, (
+        "envoy/demo.json is stale: run `target/release/meshver " + " ".join(RENDER_DEMO_ENVOY)
+        + " -o envoy/demo.json` from the repository root")
+
+
+def test_every_shipped_envoy_config_passes_envoy_validate():
+    shipped = sorted((ROOT / "envoy").glob("*.json"))
+    configs = [p for p in shipped if not p.name.endswith(".mesh.json")]
+    assert DEMO_ENVOY in configs
+    for path in configs:
+        result = envoy_validate(path)
+        assert result.returncode == 0, f"{path}: {result.stdout}{result.stderr}"
+        assert "OK" in result.stdout
+
+
+def test_rendered_routes_follow_the_catalog():
+    config = json.loads(meshver(*RENDER_DEMO_ENVOY).stdout)
+    catalog = json.loads(harness.DEMO_CATALOG.read_text())
+    listener, = config["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["codec_type"] == "AUTO" and hcm["stat_prefix"] == "edge"
+    wasm, router = hcm["http_filters"]
+    assert wasm["name"] == "envoy.filters.http.wasm" and router["name"] == "envoy.filters.http.router"
+    assert json.loads(wasm["typed_config"]["config"]["configuration"]["value"]) == catalog
+    assert wasm["typed_config"]["config"]["vm_config"]["vm_id"] == "meshver-edge"
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    by_key = {r["match"]["headers"][0]["string_match"]["exact"]: r["route"]
+              for r in routes if "headers" in r["match"]}
+    assert by_key["user-2.1.0"]["cluster"] == "user-2.1.0"
+    line = by_key["user-v2"]["weighted_clusters"]
+    assert line["runtime_key_prefix"] == "routing.user-v2"
+    assert line["header_name"] == "x-meshver-sticky"
+    # Newest first, weights from the catalog.
+    assert [(c["name"], c["weight"]) for c in line["clusters"]] == [("user-2.1.0", 10), ("user-2.0.3", 90)]
+    assert routes[-1]["direct_response"]["status"] == 404
+    # Pinned routes, then lines, then the 404.
+    kinds = ["pinned" if "cluster" in r.get("route", {}) else "line" if "route" in r else "404" for r in routes]
+    assert kinds == sorted(kinds, key=["pinned", "line", "404"].index)
+    clusters = {c["name"] for c in config["static_resources"]["clusters"]}
+    assert clusters == {f"{s['name']}-{d['version']}" for s in catalog["services"] for d in s["deployments"]}
+    runtime = config["layered_runtime"]["layers"]
+    assert {"name": "admin", "admin_layer": {}} in runtime
+
+
+def test_sidecar_listeners_forward_and_render_validates(tmp_path):
+    mesh = json.loads(DEMO_MESH.read_text())
+    mesh["wasm"] = str(harness.WASM)
+    mesh["listeners"][0]["catalog"] = str(harness.DEMO_CATALOG)
+    mesh["listeners"].append({"name": "order-sidecar", "address": "127.0.0.1:10012",
+                              "catalog": str(harness.DEMO_CATALOG), "forward_to": "127.0.0.1:10000"})
+    (tmp_path / "mesh.json").write_text(json.dumps(mesh))
+    result = meshver("render", "envoy", tmp_path / "mesh.json", "-o", tmp_path / "envoy.json")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "envoy.json").read_text())
+    sidecar = config["static_resources"]["listeners"][1]
+    routes = sidecar["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert routes == [{"match": {"prefix": "/"}, "route": {"cluster": "order-sidecar-forward", "timeout": "5s"}}]
+    assert config["static_resources"]["clusters"][-1]["name"] == "order-sidecar-forward"
+    check = envoy_validate(tmp_path / "envoy.json")
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_render_refuses_missing_endpoints_and_bad_catalogs(tmp_path):
+    mesh = json.loads(DEMO_MESH.read_text())
+    mesh["listeners"][0]["catalog"] = str(harness.DEMO_CATALOG)
+    del mesh["endpoints"]["user-2.1.0"]
+    (tmp_path / "mesh.json").write_text(json.dumps(mesh))
+    result = meshver("render", "envoy", tmp_path / "mesh.json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert re.fullmatch(r'meshver: no endpoint for route key "user-2.1.0" .*; add .*\n', result.stderr)
+
+    (tmp_path / "bad.json").write_text('{"services": []}')
+    mesh["listeners"][0]["catalog"] = "bad.json"
+    (tmp_path / "mesh.json").write_text(json.dumps(mesh))
+    result = meshver("render", "envoy", tmp_path / "mesh.json")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{tmp_path / 'bad.json'}: $.services: ")
+
+
+# --- render istio ----------------------------------------------------------------------
+
+def crd_schemas():
+    """{(group, kind, version): openAPIV3Schema} from Istio's CRDs in ../shared/istio."""
+    yaml = pytest.importorskip("yaml")
+    if not CRDS.is_file():
+        pytest.fail(f"Istio CRDs not found at {CRDS}: the repository must have shared/ beside it "
+                    "(shared/istio/customresourcedefinitions.gen.yaml)")
+    schemas = {}
+    for doc in yaml.safe_load_all(CRDS.read_text()):
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            schemas[(spec["group"], spec["names"]["kind"], version["name"])] = \
+                version["schema"]["openAPIV3Schema"]
+    return schemas
+
+
+def unknown_fields(value, schema, path="$"):
+    """Fields the schema does not declare (Kubernetes would silently prune them)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    found = []
+    if isinstance(value, dict) and "properties" in schema:
+        for key, item in value.items():
+            if key not in schema["properties"]:
+                found.append(f"{path}.{key}")
+            else:
+                found += unknown_fields(item, schema["properties"][key], f"{path}.{key}")
+    elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+        for key, item in value.items():
+            found += unknown_fields(item, schema["additionalProperties"], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return found
+
+
+def load_yaml_like_kubernetes(text):
+    """YAML documents as Kubernetes reads them: sigs.k8s.io/yaml keeps date-like plain scalars
+    (the catalog's `sunset: 2027-06-30`) as strings, where PyYAML would make dates."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return [d for d in yaml.load_all(text, Loader=Loader) if d]
+
+
+def validate_manifests(text):
+    import jsonschema
+
+    schemas = crd_schemas()
+    docs = load_yaml_like_kubernetes(text)
+    for doc in docs:
+        group, version = doc["apiVersion"].split("/")
+        key = (group, doc["kind"], version)
+        assert key in schemas, f"no CRD for {key}"
+        # metadata is checked by the API server, not the CRD schema.
+        jsonschema.validate({k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")},
+                            schemas[key])
+        assert unknown_fields(doc["spec"], schemas[key]["properties"]["spec"]) == [], doc["kind"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+    return docs
+
+
+def test_shipped_istio_manifests_are_what_render_produces():
+    result = meshver(*RENDER_DEMO_ISTIO)
+    assert result.returncode == 0, result.stderr
+    assert DEMO_ISTIO.read_text() == result.stdout, (
+        "envoy/istio/demo.yaml is stale: run `target/release/meshver " + " ".join(RENDER_DEMO_ISTIO)
+        + " -o envoy/istio/demo.yaml` from the repository root")
+
+
+def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
+    shipped = sorted((ROOT / "envoy/istio").glob("*.yaml"))
+    assert DEMO_ISTIO in shipped
+    for path in shipped:
+        docs = validate_manifests(path.read_text())
+        assert {d["kind"] for d in docs} == {"WasmPlugin", "DestinationRule", "VirtualService"}
+
+
+def test_istio_rendering_with_options_is_valid():
+    result = meshver(*RENDER_DEMO_ISTIO, "--namespace", "shop", "--image", "oci://registry.local/meshver:0.1.0",
+                     "--selector", "app=gateway")
+    assert result.returncode == 0, result.stderr
+    docs = validate_manifests(result.stdout)
+    plugin = docs[0]
+    assert plugin["spec"]["url"] == "oci://registry.local/meshver:0.1.0"
+    assert plugin["spec"]["selector"] == {"matchLabels": {"app": "gateway"}}
+    assert plugin["spec"]["pluginConfig"] == json.loads(harness.DEMO_CATALOG.read_text())
+    assert all(d["metadata"]["namespace"] == "shop" for d in docs)
+
+
+def first_match(routes, headers):
+    """The destinations of the first VirtualService route whose header matches all hold."""
+    for route in routes:
+        for match in route["match"]:
+            ok = all(name in headers and (headers[name] == cond["exact"] if "exact" in cond
+                                          else re.fullmatch(cond["regex"], headers[name]) is not None)
+                     for name, cond in match["headers"].items())
+            if ok:
+                return route["route"]
+    return None
+
+
+def test_istio_sticky_buckets_match_envoys_weighted_choice():
+    """With x-meshver-sticky, the VirtualService picks what Envoy's header_name would:
+    value mod 100 below the newest weight → newest, the rest → the older deployment."""
+    docs = validate_manifests(meshver(*RENDER_DEMO_ISTIO).stdout)
+    vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "user")
+    routes = vs["spec"]["http"]
+    for value in range(0, 10000, 7):
+        sticky = f"{value:04d}"
+        chosen = first_match(routes, {"x-meshver-route": "user-v2", "x-meshver-sticky": sticky})
+        expected = "user-2-1-0" if value % 100 < 10 else "user-2-0-3"
+        assert [d["destination"]["subset"] for d in chosen] == [expected], sticky
+    unkeyed = first_match(routes, {"x-meshver-route": "user-v2"})
+    assert [(d["destination"]["subset"], d["weight"]) for d in unkeyed] == [("user-2-1-0", 10), ("user-2-0-3", 90)]
+    pinned = first_match(routes, {"x-meshver-route": "user-2.0.3", "x-meshver-sticky": "0001"})
+    assert [d["destination"]["subset"] for d in pinned] == ["user-2-0-3"]
