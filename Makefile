@@ -6,12 +6,17 @@ VENV := .venv
 # Re-install only when the pinned requirements change.
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: build venv test demo lint clean
+.PHONY: build cli venv test demo lint clean
 
 build:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET)
 	@wc -c < $(WASM) | awk '{ printf "$(WASM): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
+
+# The operator CLI, target/release/meshver (a native binary; none of its crates reach the module).
+cli:
+	cargo build --release -p meshver-cli
+	@echo "target/release/meshver"
 
 venv: $(VENV_STAMP)
 
@@ -20,9 +25,10 @@ $(VENV_STAMP): tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-# Native unit tests first: they fail fastest.
+# Native unit tests first (filter core and CLI): they fail fastest. The e2e tests build
+# the CLI they use (debug profile: quick to compile).
 test:
-	cargo test
+	cargo test --workspace
 	$(MAKE) --no-print-directory build venv
 	$(VENV)/bin/python -m pytest -q tests
 
@@ -31,7 +37,8 @@ demo: build venv
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -- -D warnings
 
 clean:
 	cargo clean

@@ -145,7 +145,7 @@ class Envoy:
         # Hot restart is disabled, but distinct base ids keep parallel Envoys (and the
         # demo's base id 7) apart even if someone turns it back on.
         if base_id is None:
-            base_id = (os.getpid() % 20000) * 10 + next(_base_ids) % 10 + 100
+            base_id = (os.getpid() % 20000) * 100 + next(_base_ids) % 100 + 100
         self.workdir = Path(tempfile.mkdtemp(prefix=f"meshver-{name}-"))
         self.config_path = self.workdir / "envoy.json"
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -158,7 +158,8 @@ class Envoy:
                "--file-flush-interval-msec", "100", "--disable-hot-restart"]
         # Early failures (bad flags, crashes) go to stdout/stderr, not the log file.
         self._output = open(self.workdir / "envoy.out", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT)
+        # cwd: the shipped demo config names the module relative to the repository root.
+        self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, cwd=ROOT)
         _children.append(self.proc)
         started_envoys.append(self)
         if not _wait_until(self._ready, 20, self.proc):
@@ -218,137 +219,62 @@ class Envoy:
         self.stop()
 
 
-def _even_weights(count):
-    """Integers summing to 100, as equal as possible (first ones get the remainder)."""
-    return [100 // count + (1 if i < 100 % count else 0) for i in range(count)]
+def meshver_cli():
+    """The `meshver` CLI (debug build: quick to compile), built once per run.
+
+    MESHVER_CLI=path uses another binary.
+    """
+    binary = os.environ.get("MESHVER_CLI")
+    if binary:
+        return binary
+    if not getattr(meshver_cli, "built", False):
+        subprocess.run(["cargo", "build", "-q", "-p", "meshver-cli"], cwd=ROOT, check=True)
+        meshver_cli.built = True
+    return str(ROOT / "target/debug/meshver")
 
 
-def _semver_key(version):
-    core = version.split("-")[0].split("+")[0]
-    return tuple(int(part) for part in core.split("."))
+def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM):
+    """An Envoy bootstrap from `meshver render envoy`, the one generator of mesh config.
 
-
-def envoy_config(catalog, listener_port, admin_port, clusters, wasm_path=WASM,
-                 route_header=ROUTE_HEADER, extra_listeners=()):
-    """Envoy v3 bootstrap: the meshver filter, then routes keyed on the route key it writes.
-
-    `clusters` maps a deployment name ("user-2.1.0") to the port it listens on.
-    Route keys: "{service}-{version}" pins one deployment; "{service}-v{major}" picks
-    within a major line by weighted_clusters (weights shiftable at runtime under
-    routing.{service}-v{major}.{cluster}; newest deployment first, and the filter's sticky
-    bucket in x-meshver-sticky replaces the random number when a client key is present).
-    `extra_listeners`: dicts {name, port, catalog, forward_to}: more listeners with their own
-    filter config; with `forward_to` (a port), a sidecar that passes every request on to it.
+    listeners: dicts {name, port, catalog (a dict), forward_to (a port), caller,
+    trust_caller_headers}; the first is the Envoy's main listener. endpoints: route key
+    of a deployment (its cluster) -> port of its upstream on 127.0.0.1.
     """
     wasm_path = Path(wasm_path)
     if not wasm_path.is_file():
         raise RuntimeError(f"wasm module not found at {wasm_path}; run `make build`")
-    clusters = dict(clusters)
-    listeners = [_listener("ingress", listener_port, catalog, clusters, wasm_path, route_header)]
-    for extra in extra_listeners:
-        forward = None
-        if extra.get("forward_to"):
-            forward = f"forward-{extra['name']}"
-            clusters[forward] = extra["forward_to"]
-        listeners.append(_listener(extra["name"], extra["port"], extra["catalog"], clusters, wasm_path,
-                                   route_header, forward_cluster=forward))
-    return {
-        "admin": {"address": _address(admin_port)},
-        # The admin layer is what makes POST /runtime_modify (weight shifts) work.
-        "layered_runtime": {"layers": [
-            {"name": "static", "static_layer": {}},
-            {"name": "admin", "admin_layer": {}},
-        ]},
-        "static_resources": {
-            "listeners": listeners,
-            # No protocol options: Envoy talks HTTP/1.1 to upstreams by default.
-            "clusters": [{"name": name, "type": "STATIC", "connect_timeout": "1s",
-                          "load_assignment": {"cluster_name": name, "endpoints": [
-                              {"lb_endpoints": [{"endpoint": {"address": _address(port)}}]}]}}
-                         for name, port in clusters.items()],
-        },
-    }
+    workdir = Path(tempfile.mkdtemp(prefix="meshver-mesh-"))
+    try:
+        entries = []
+        for listener in listeners:
+            catalog_path = workdir / f"{listener['name']}.catalog.json"
+            catalog_path.write_text(json.dumps(listener["catalog"]))
+            entry = {"name": listener["name"], "address": f"127.0.0.1:{listener['port']}",
+                     "catalog": str(catalog_path)}
+            if listener.get("forward_to"):
+                entry["forward_to"] = f"127.0.0.1:{listener['forward_to']}"
+            for overlay in ("caller", "trust_caller_headers"):
+                if listener.get(overlay):
+                    entry[overlay] = listener[overlay]
+            entries.append(entry)
+        mesh = {"admin": f"127.0.0.1:{admin_port}", "wasm": str(wasm_path.resolve()),
+                "endpoints": {name: f"127.0.0.1:{port}" for name, port in endpoints.items()},
+                "listeners": entries}
+        (workdir / "mesh.json").write_text(json.dumps(mesh))
+        done = subprocess.run([meshver_cli(), "render", "envoy", str(workdir / "mesh.json")],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"meshver render envoy failed:\n{done.stderr}")
+        return json.loads(done.stdout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _address(port):
-    return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
-
-
-def _routes(catalog, clusters, route_header):
-    def header_route(key, route):
-        return {"match": {"prefix": "/", "headers": [{"name": route_header,
-                                                      "string_match": {"exact": key}}]},
-                "route": {**route, "timeout": "5s"}}
-
-    pinned, lines = [], []
-    for service in catalog["services"]:
-        by_major = {}
-        for deployment in service["deployments"]:
-            name = f"{service['name']}-{deployment['version']}"
-            if name not in clusters:
-                raise KeyError(f"no port given for deployment {name}")
-            pinned.append(header_route(name, {"cluster": name}))
-            by_major.setdefault(int(deployment["version"].split(".")[0]), []).append(deployment)
-        for major, deployments in sorted(by_major.items()):
-            key = f"{service['name']}-v{major}"
-            if all("weight" in d for d in deployments):
-                weights = [d["weight"] for d in deployments]
-            else:
-                weights = _even_weights(len(deployments))
-            newest_first = sorted(zip(deployments, weights), key=lambda dw: _semver_key(dw[0]["version"]),
-                                  reverse=True)
-            lines.append(header_route(key, {"weighted_clusters": {
-                "runtime_key_prefix": f"routing.{key}",
-                "header_name": "x-meshver-sticky",
-                "clusters": [{"name": f"{service['name']}-{d['version']}", "weight": w}
-                             for d, w in newest_first],
-            }}))
-    no_match = {"match": {"prefix": "/"},
-                "direct_response": {"status": 404, "body": {"inline_string": json.dumps(
-                    {"error": "no service matched the request"})}},
-                "response_headers_to_add": [{"header": {"key": "content-type",
-                                                        "value": "application/json"}}]}
-    return pinned + lines + [no_match]
-
-
-def _listener(name, port, catalog, clusters, wasm_path, route_header, forward_cluster=None):
-    wasm_filter = {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "meshver",
-                "root_id": "meshver",
-                "vm_config": {"vm_id": f"meshver-{name}", "runtime": "envoy.wasm.runtime.v8",
-                              "code": {"local": {"filename": str(Path(wasm_path).resolve())}}},
-                # The whole catalog, unchanged: the filter owns its schema.
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                                  "value": json.dumps(catalog)},
-            },
-        },
-    }
-    if forward_cluster:
-        routes = [{"match": {"prefix": "/"}, "route": {"cluster": forward_cluster, "timeout": "5s"}}]
-        remove = []
-    else:
-        routes = _routes(catalog, clusters, route_header)
-        # The route key is internal to the mesh: upstreams never see it.
-        remove = [route_header]
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": name,
-        "codec_type": "AUTO",  # HTTP/1.1, and HTTP/2 with prior knowledge (h2c)
-        "route_config": {"name": name, "virtual_hosts": [{
-            "name": name, "domains": ["*"],
-            "request_headers_to_remove": remove,
-            "routes": routes,
-        }]},
-        "http_filters": [wasm_filter, {"name": "envoy.filters.http.router", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
-    }
-    return {"name": name, "address": _address(port),
-            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                            "typed_config": hcm}]}]}
+def envoy_config(catalog, listener_port, admin_port, clusters, wasm_path=WASM, extra_listeners=()):
+    """One listener on `catalog` (plus `extra_listeners`, dicts as in render_envoy), rendered
+    by the CLI. `clusters` maps a deployment's route key ("user-2.1.0") to its port."""
+    listeners = [{"name": "ingress", "port": listener_port, "catalog": catalog}, *extra_listeners]
+    return render_envoy(admin_port, listeners, clusters, wasm_path)
 
 
 class DemoStack:
@@ -356,13 +282,14 @@ class DemoStack:
 
     Listeners: the edge (`listener_port`, the catalog as is); `inbound_port`, the callee
     side of the mesh, which trusts caller identity stamped by sidecars; and one sidecar per
-    deployment of a calling service (order), whose filter knows who it is (`caller`) and
-    passes requests on to the inbound listener. Order deployments call users through their
-    own sidecar. Ports default to free ones; the demo passes its fixed ones.
+    deployment that `requires` other services (order), whose filter knows who it is
+    (`caller`) and passes requests on to the inbound listener. Order deployments call users
+    through their own sidecar. Ports default to free ones; the demo passes its fixed ones
+    and its shipped, prerendered `config`.
     """
 
-    def __init__(self, catalog, ports=None, listener_port=None, admin_port=None,
-                 base_id=None, concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None):
+    def __init__(self, catalog, ports=None, listener_port=None, admin_port=None, base_id=None,
+                 concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None, config=None):
         self.catalog = catalog
         self.upstreams = {}
         self.envoy = None
@@ -372,7 +299,9 @@ class DemoStack:
         ports = ports or {}
         sidecar_ports = sidecar_ports or {}
         self.sidecar_ports = {}
-        sidecars = []
+        listeners = [{"name": "edge", "port": listener_port, "catalog": catalog},
+                     {"name": "inbound", "port": self.inbound_port, "catalog": catalog,
+                      "trust_caller_headers": True}]
         try:
             for service in catalog["services"]:
                 for deployment in service["deployments"]:
@@ -381,17 +310,15 @@ class DemoStack:
                     if deployment.get("requires"):
                         port = sidecar_ports.get(name) or free_port()
                         self.sidecar_ports[name] = port
-                        caller = {"service": service["name"], "version": deployment["version"]}
-                        sidecars.append({"name": f"{name}-sidecar", "port": port, "forward_to": self.inbound_port,
-                                         "catalog": {**catalog, "caller": caller}})
+                        listeners.append({"name": f"{name}-sidecar", "port": port, "catalog": catalog,
+                                          "forward_to": self.inbound_port,
+                                          "caller": {"service": service["name"], "version": deployment["version"]}})
                         extra = ["--user-url", f"http://127.0.0.1:{port}"]
                     self.upstreams[name] = Upstream(service["name"], deployment["version"],
                                                     ports.get(name), extra)
-            inbound = {"name": "inbound", "port": self.inbound_port,
-                       "catalog": {**catalog, "trust_caller_headers": True}}
-            config = envoy_config(catalog, listener_port, admin_port,
-                                  {name: up.port for name, up in self.upstreams.items()},
-                                  wasm_path, extra_listeners=[inbound, *sidecars])
+            if config is None:
+                config = render_envoy(admin_port, listeners,
+                                      {name: up.port for name, up in self.upstreams.items()}, wasm_path)
             self.envoy = Envoy(config, concurrency=concurrency, base_id=base_id)
         except BaseException:
             self.stop()

@@ -2,7 +2,6 @@
 accepts them, and the Istio manifests are valid against Istio's own CRD schemas."""
 
 import json
-import os
 import re
 import subprocess
 
@@ -21,14 +20,8 @@ RENDER_DEMO_ISTIO = ["render", "istio", "examples/catalog.json"]
 
 
 def meshver_binary():
-    """The CLI, built once per run (a no-op when it is up to date)."""
-    binary = os.environ.get("MESHVER_CLI")
-    if binary:
-        return binary
-    if not getattr(meshver_binary, "built", False):
-        subprocess.run(["cargo", "build", "-q", "-p", "meshver-cli", "--release"], cwd=ROOT, check=True)
-        meshver_binary.built = True
-    return str(ROOT / "target/release/meshver")
+    """The CLI under test (see harness.meshver_cli: built once per run, MESHVER_CLI overrides)."""
+    return harness.meshver_cli()
 
 
 def meshver(*args, cwd=ROOT):
@@ -100,8 +93,9 @@ def test_every_shipped_envoy_config_passes_envoy_validate():
 def test_rendered_routes_follow_the_catalog():
     config = json.loads(meshver(*RENDER_DEMO_ENVOY).stdout)
     catalog = json.loads(harness.DEMO_CATALOG.read_text())
-    listener, = config["static_resources"]["listeners"]
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    listeners = config["static_resources"]["listeners"]
+    assert [l["name"] for l in listeners] == ["edge", "inbound", "order-1.2.0-sidecar", "order-2.0.0-sidecar"]
+    hcm = listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["codec_type"] == "AUTO" and hcm["stat_prefix"] == "edge"
     wasm, router = hcm["http_filters"]
     assert wasm["name"] == "envoy.filters.http.wasm" and router["name"] == "envoy.filters.http.router"
@@ -121,7 +115,16 @@ def test_rendered_routes_follow_the_catalog():
     kinds = ["pinned" if "cluster" in r.get("route", {}) else "line" if "route" in r else "404" for r in routes]
     assert kinds == sorted(kinds, key=["pinned", "line", "404"].index)
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
-    assert clusters == {f"{s['name']}-{d['version']}" for s in catalog["services"] for d in s["deployments"]}
+    deployments = {f"{s['name']}-{d['version']}" for s in catalog["services"] for d in s["deployments"]}
+    assert clusters == deployments | {"order-1.2.0-sidecar-forward", "order-2.0.0-sidecar-forward"}
+
+    # Each listener's copy of the one catalog carries its own overlay.
+    def embedded(listener):
+        http_filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        return json.loads(http_filters[0]["typed_config"]["config"]["configuration"]["value"])
+
+    assert embedded(listeners[1]) == {**catalog, "trust_caller_headers": True}
+    assert embedded(listeners[3]) == {**catalog, "caller": {"service": "order", "version": "2.0.0"}}
     runtime = config["layered_runtime"]["layers"]
     assert {"name": "admin", "admin_layer": {}} in runtime
 
@@ -129,14 +132,15 @@ def test_rendered_routes_follow_the_catalog():
 def test_sidecar_listeners_forward_and_render_validates(tmp_path):
     mesh = json.loads(DEMO_MESH.read_text())
     mesh["wasm"] = str(harness.WASM)
-    mesh["listeners"][0]["catalog"] = str(harness.DEMO_CATALOG)
-    mesh["listeners"].append({"name": "order-sidecar", "address": "127.0.0.1:10012",
+    for listener in mesh["listeners"]:
+        listener["catalog"] = str(harness.DEMO_CATALOG)
+    mesh["listeners"].append({"name": "order-sidecar", "address": "127.0.0.1:10013",
                               "catalog": str(harness.DEMO_CATALOG), "forward_to": "127.0.0.1:10000"})
     (tmp_path / "mesh.json").write_text(json.dumps(mesh))
     result = meshver("render", "envoy", tmp_path / "mesh.json", "-o", tmp_path / "envoy.json")
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "envoy.json").read_text())
-    sidecar = config["static_resources"]["listeners"][1]
+    sidecar = config["static_resources"]["listeners"][-1]
     routes = sidecar["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
     assert routes == [{"match": {"prefix": "/"}, "route": {"cluster": "order-sidecar-forward", "timeout": "5s"}}]
     assert config["static_resources"]["clusters"][-1]["name"] == "order-sidecar-forward"
@@ -146,7 +150,8 @@ def test_sidecar_listeners_forward_and_render_validates(tmp_path):
 
 def test_render_refuses_missing_endpoints_and_bad_catalogs(tmp_path):
     mesh = json.loads(DEMO_MESH.read_text())
-    mesh["listeners"][0]["catalog"] = str(harness.DEMO_CATALOG)
+    for listener in mesh["listeners"]:
+        listener["catalog"] = str(harness.DEMO_CATALOG)
     del mesh["endpoints"]["user-2.1.0"]
     (tmp_path / "mesh.json").write_text(json.dumps(mesh))
     result = meshver("render", "envoy", tmp_path / "mesh.json")
@@ -165,7 +170,7 @@ def test_render_refuses_missing_endpoints_and_bad_catalogs(tmp_path):
 
 def crd_schemas():
     """{(group, kind, version): openAPIV3Schema} from Istio's CRDs in ../shared/istio."""
-    yaml = pytest.importorskip("yaml")
+    import yaml
     if not CRDS.is_file():
         pytest.fail(f"Istio CRDs not found at {CRDS}: the repository must have shared/ beside it "
                     "(shared/istio/customresourcedefinitions.gen.yaml)")

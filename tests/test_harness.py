@@ -60,7 +60,8 @@ def test_raw_http1_sends_bytes_clients_refuse():
 
 def test_config_routes_pinned_then_major_lines_then_catch_all():
     catalog = json.loads(DEMO_CATALOG.read_text())
-    catalog["services"].append({"name": "solo", "deployments": [
+    catalog["services"].append({"name": "solo", "match": {"path_prefixes": ["/solo"]}, "default_version": "3",
+                                "deployments": [
         {"version": "3.0.0"}, {"version": "3.1.0"}, {"version": "3.2.0"}, {"version": "4.0.0"}]})
     names = [f"{s['name']}-{d['version']}" for s in catalog["services"] for d in s["deployments"]]
     config = envoy_config(catalog, 1, 2, {name: 3 for name in names})

@@ -245,7 +245,14 @@ fn mesh_catalog(top: &str) -> Catalog {
     .unwrap()
 }
 
-fn outcome(catalog: &Catalog, extra: &[(&str, &[u8])], now: i64) -> Result<(String, Vec<(String, String)>), (u16, serde_json::Value)> {
+/// The headers a forwarded request gets, as text.
+type SetHeaders = Vec<(String, String)>;
+
+fn outcome(
+    catalog: &Catalog,
+    extra: &[(&str, &[u8])],
+    now: i64,
+) -> Result<(String, SetHeaders), (u16, serde_json::Value)> {
     let h = headers("/login", extra);
     match decide(catalog, &Request::new(&h), now).outcome {
         Outcome::Forward(f) => Ok((
@@ -283,7 +290,8 @@ fn caller_requirements_narrow_resolution() {
 fn callees_refuse_incompatible_callers() {
     let inbound = mesh_catalog(r#""trust_caller_headers":true,"#);
     // order 2.0.0 asking for 1.x: user 1.4.0 accepts only order <2.
-    let (status, body) = outcome(&inbound, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap_err();
+    let (status, body) =
+        outcome(&inbound, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap_err();
     assert_eq!(status, 409);
     assert_eq!(body["type"], "urn:meshver:problem:incompatible-caller");
     assert_eq!(body["caller"], "order/2.0.0");
@@ -301,7 +309,10 @@ fn callees_refuse_incompatible_callers() {
     assert_eq!(status, 400);
     // Without trust, stamps are ignored (and removed by the host).
     let edge = mesh_catalog("");
-    assert_eq!(outcome(&edge, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap().0, "user-v1");
+    assert_eq!(
+        outcome(&edge, &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")], 0).unwrap().0,
+        "user-v1"
+    );
 }
 
 #[test]
@@ -370,7 +381,10 @@ fn a_caller_takes_its_requirements_from_its_own_deployment() {
     assert_eq!(outcome(&catalog(r#"{"service":"order","version":"2.0.0"}"#), &[], 0).unwrap().0, "user-2.1.0");
     assert_eq!(outcome(&catalog(r#"{"service":"order","version":"1.2.0"}"#), &[], 0).unwrap().0, "user-v1");
     // Given ranges win, even empty ones.
-    assert_eq!(outcome(&catalog(r#"{"service":"order","version":"2.0.0","requires":{}}"#), &[], 0).unwrap().0, "user-v1");
+    assert_eq!(
+        outcome(&catalog(r#"{"service":"order","version":"2.0.0","requires":{}}"#), &[], 0).unwrap().0,
+        "user-v1"
+    );
     // A caller not in the catalog requires nothing.
     assert_eq!(outcome(&catalog(r#"{"service":"report","version":"1.0.0"}"#), &[], 0).unwrap().0, "user-v1");
 }

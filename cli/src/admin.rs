@@ -1,0 +1,101 @@
+//! Envoy's admin API, the only way the CLI touches a running Envoy.
+
+use crate::fail::Fail;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A client of one Envoy admin endpoint.
+pub struct Admin {
+    pub url: String,
+    agent: ureq::Agent,
+}
+
+/// Why an admin call failed (unreachable, bad status, unreadable answer).
+#[derive(Debug)]
+pub struct AdminError(pub String);
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AdminError {
+    /// The usual one-line failure for a command that needs the admin.
+    pub fn fail(&self, admin: &Admin) -> Fail {
+        Fail::new(
+            format!("cannot use the Envoy admin at {} ({})", admin.url, self.0),
+            "check --admin and that Envoy is running with its admin port open",
+        )
+    }
+}
+
+impl Admin {
+    /// `127.0.0.1:9901` or `http://127.0.0.1:9901/`.
+    pub fn new(url: &str) -> Admin {
+        let url = url.trim_end_matches('/');
+        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            // The admin is local infrastructure: never through an HTTP proxy from the environment.
+            .proxy(None)
+            .build();
+        Admin { url, agent: ureq::Agent::new_with_config(config) }
+    }
+
+    fn get(&self, path: &str) -> Result<String, AdminError> {
+        let mut answer = self.agent.get(format!("{}{path}", self.url)).call().map_err(|e| AdminError(e.to_string()))?;
+        answer.body_mut().with_config().limit(64 << 20).read_to_string().map_err(|e| AdminError(e.to_string()))
+    }
+
+    fn get_json(&self, path: &str) -> Result<Value, AdminError> {
+        serde_json::from_str(&self.get(path)?)
+            .map_err(|e| AdminError(format!("GET {path} did not answer JSON: {e}; is this Envoy's admin port?")))
+    }
+
+    /// Whether the admin answers at all (and looks like Envoy's).
+    pub fn ping(&self) -> Result<(), AdminError> {
+        let info = self.get_json("/server_info")?;
+        match info.get("state") {
+            Some(_) => Ok(()),
+            None => Err(AdminError("GET /server_info has no \"state\": is this Envoy's admin port?".into())),
+        }
+    }
+
+    /// Final values of the runtime keys that have one.
+    pub fn runtime(&self) -> Result<BTreeMap<String, String>, AdminError> {
+        let body = self.get_json("/runtime")?;
+        let mut values = BTreeMap::new();
+        if let Some(entries) = body.get("entries").and_then(Value::as_object) {
+            for (key, entry) in entries {
+                if let Some(v) = entry.get("final_value").and_then(Value::as_str).filter(|v| !v.is_empty()) {
+                    values.insert(key.clone(), v.to_owned());
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    pub fn config_dump(&self) -> Result<Value, AdminError> {
+        self.get_json("/config_dump")
+    }
+
+    /// Cluster stats, with histograms as detailed buckets (for deltas).
+    pub fn stats(&self) -> Result<Value, AdminError> {
+        self.get_json("/stats?format=json&filter=%5Ecluster%5C.&histogram_buckets=detailed")
+    }
+
+    /// Sets runtime keys in one request (`POST /runtime_modify?k=v&…`).
+    pub fn set_runtime(&self, values: &[(String, u32)]) -> Result<(), AdminError> {
+        let query: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = format!("{}/runtime_modify?{}", self.url, query.join("&"));
+        let mut answer = self.agent.post(url).send_empty().map_err(|e| AdminError(e.to_string()))?;
+        let text = answer.body_mut().read_to_string().unwrap_or_default();
+        if text.trim() == "OK" {
+            Ok(())
+        } else {
+            Err(AdminError(format!("POST /runtime_modify answered {:?}", text.trim())))
+        }
+    }
+}

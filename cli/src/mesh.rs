@@ -1,0 +1,122 @@
+//! The mesh file: where Envoy's admin, the wasm module, the endpoints and the listeners are.
+//! Paths inside are relative to the mesh file's folder.
+
+use crate::fail::{Fail, Outcome};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+/// A mesh file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mesh {
+    /// Envoy's admin address, `host:port`.
+    pub admin: String,
+    /// The filter module (`meshver.wasm`).
+    pub wasm: PathBuf,
+    /// Route key of a deployment (its cluster name) → `host:port` of its upstream.
+    pub endpoints: BTreeMap<String, String>,
+    pub listeners: Vec<MeshListener>,
+}
+
+/// One listener: the filter with a catalog, then either routes by route key or a single
+/// forward to another listener (a sidecar).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshListener {
+    pub name: String,
+    pub address: String,
+    pub catalog: PathBuf,
+    #[serde(default)]
+    pub forward_to: Option<String>,
+    /// Set on this listener's copy of the catalog: the caller a sidecar speaks for
+    /// (`{"service": "order", "version": "2.0.0"}`), so one catalog serves every listener.
+    #[serde(default)]
+    pub caller: Option<serde_json::Value>,
+    /// Set on this listener's copy of the catalog: trust identities stamped by sidecars.
+    #[serde(default)]
+    pub trust_caller_headers: bool,
+}
+
+impl MeshListener {
+    /// The catalog fields this listener sets on top of its catalog file.
+    pub fn overlay(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let mut fields = Vec::new();
+        if let Some(caller) = &self.caller {
+            fields.push(("caller", caller.clone()));
+        }
+        if self.trust_caller_headers {
+            fields.push(("trust_caller_headers", serde_json::Value::Bool(true)));
+        }
+        fields
+    }
+}
+
+/// A mesh file read, with its folder (the base of relative paths).
+pub struct MeshFile {
+    pub mesh: Mesh,
+    pub dir: PathBuf,
+}
+
+impl MeshFile {
+    pub fn load(path: &Path) -> Outcome<MeshFile> {
+        let text = std::fs::read(path).map_err(|e| {
+            Fail::new(format!("cannot read mesh file {}: {e}", path.display()), "give the path of a mesh JSON file")
+        })?;
+        let mesh: Mesh = serde_json::from_slice(&text).map_err(|e| {
+            Fail::new(format!("{}: {e}", path.display()), "fix the mesh file (see cli/README.md, \"Mesh file\")")
+        })?;
+        let dir = absolute(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(MeshFile { mesh, dir })
+    }
+
+    /// A path from the mesh file, made absolute against the mesh file's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        normalize(&self.dir.join(path))
+    }
+}
+
+/// An absolute, lexically normalised path (no `.` or `..`), existing or not.
+pub fn absolute(path: &Path) -> Outcome<PathBuf> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Fail::new(format!("cannot read the current directory: {e}"), "run from an existing directory"))?;
+    Ok(normalize(&cwd.join(path)))
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `host:port` → (host, port), or a one-line error naming the field.
+pub fn socket_address(text: &str, what: &str) -> Outcome<(String, u16)> {
+    let parsed = text.rsplit_once(':').and_then(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (!host.is_empty()).then_some(())?;
+        Some((host.to_owned(), port.parse::<u16>().ok()?))
+    });
+    parsed.ok_or_else(|| Fail::new(format!("{what} {text:?} is not host:port"), "write it like 127.0.0.1:10000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_paths() {
+        assert_eq!(socket_address("127.0.0.1:9901", "admin").unwrap(), ("127.0.0.1".to_owned(), 9901));
+        assert_eq!(socket_address("[::1]:80", "admin").unwrap(), ("::1".to_owned(), 80));
+        assert!(socket_address("127.0.0.1", "admin").is_err());
+        assert!(socket_address(":80", "admin").is_err());
+        assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+    }
+}

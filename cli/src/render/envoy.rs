@@ -1,0 +1,202 @@
+//! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
+
+use super::{compact_json, STICKY_HEADER};
+use crate::catalog::{configured_weights, line_deployments, load_file_with, runtime_prefix};
+use crate::fail::{Fail, Outcome};
+use crate::mesh::{socket_address, MeshFile};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Where rendered configs point Envoy at the wasm module.
+pub enum WasmPath {
+    /// Absolute (the default).
+    Absolute,
+    /// Relative to this folder, for configs shipped in a repository and run from its root.
+    RelativeTo(PathBuf),
+}
+
+/// Renders the bootstrap of a mesh file.
+pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
+    let file = MeshFile::load(mesh_path)?;
+    let mesh = &file.mesh;
+    let wasm = file.resolve(&mesh.wasm);
+    let wasm = match wasm_path {
+        WasmPath::Absolute => wasm,
+        WasmPath::RelativeTo(dir) => {
+            let base = crate::mesh::absolute(dir)?;
+            wasm.strip_prefix(&base).map(Path::to_path_buf).map_err(|_| {
+                Fail::new(
+                    format!("the wasm module {} is not under {}", wasm.display(), base.display()),
+                    "give a folder that holds it, or drop --wasm-relative-to",
+                )
+            })?
+        }
+    };
+    if mesh.listeners.is_empty() {
+        return Err(Fail::new(format!("{}: no listeners", mesh_path.display()), "add at least one listener"));
+    }
+
+    let mut listeners = Vec::new();
+    let mut clusters = Vec::new();
+    let mut cluster_names = BTreeSet::new();
+    let mut listener_names = BTreeSet::new();
+    for listener in &mesh.listeners {
+        if !listener_names.insert(listener.name.as_str()) {
+            return Err(Fail::new(format!("listener {:?} is listed twice", listener.name), "give each a unique name"));
+        }
+        let catalog = load_file_with(&file.resolve(&listener.catalog), &listener.overlay())?;
+        let (host, port) = socket_address(&listener.address, &format!("address of listener {:?}", listener.name))?;
+        let strip: Vec<&str> = match listener.forward_to {
+            Some(_) => vec![],
+            None => vec![catalog.catalog.route_header.as_str(), STICKY_HEADER],
+        };
+        let routes = match &listener.forward_to {
+            Some(target) => {
+                let name = format!("{}-forward", listener.name);
+                let (to_host, to_port) =
+                    socket_address(target, &format!("forward_to of listener {:?}", listener.name))?;
+                add_cluster(&mut clusters, &mut cluster_names, &name, &to_host, to_port)?;
+                vec![json!({"match": {"prefix": "/"}, "route": {"cluster": name, "timeout": "5s"}})]
+            }
+            None => {
+                for service in &catalog.catalog.services {
+                    for deployment in &service.deployments {
+                        if cluster_names.contains(&deployment.route) {
+                            continue;
+                        }
+                        let endpoint = mesh.endpoints.get(&deployment.route).ok_or_else(|| {
+                            Fail::new(
+                                format!(
+                                    "no endpoint for route key {:?} (listener {:?})",
+                                    deployment.route, listener.name
+                                ),
+                                format!(
+                                    "add \"{}\": \"host:port\" to \"endpoints\" in {}",
+                                    deployment.route,
+                                    mesh_path.display()
+                                ),
+                            )
+                        })?;
+                        let (h, p) = socket_address(endpoint, &format!("endpoint {:?}", deployment.route))?;
+                        add_cluster(&mut clusters, &mut cluster_names, &deployment.route, &h, p)?;
+                    }
+                }
+                routes(&catalog.catalog)
+            }
+        };
+        let hcm = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": listener.name,
+            // HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+            "codec_type": "AUTO",
+            "route_config": {"name": listener.name, "virtual_hosts": [{
+                "name": listener.name,
+                "domains": ["*"],
+                // The filter's headers are for the mesh's routing only: upstreams never see them.
+                "request_headers_to_remove": strip,
+                "routes": routes,
+            }]},
+            "http_filters": [
+                wasm_filter(&listener.name, &wasm, &catalog.text),
+                {"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+            ],
+        });
+        listeners.push(json!({
+            "name": listener.name,
+            "address": address(&host, port),
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+        }));
+    }
+    let (admin_host, admin_port) = socket_address(&mesh.admin, "admin")?;
+    Ok(json!({
+        "admin": {"address": address(&admin_host, admin_port)},
+        // Histograms reach the admin's /stats at each flush; 1s keeps rollout judgments current.
+        "stats_flush_interval": "1s",
+        // The admin layer is what lets POST /runtime_modify shift weights live.
+        "layered_runtime": {"layers": [
+            {"name": "static", "static_layer": {}},
+            {"name": "admin", "admin_layer": {}},
+        ]},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }))
+}
+
+fn address(host: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": host, "port_value": port}})
+}
+
+fn add_cluster(clusters: &mut Vec<Value>, names: &mut BTreeSet<String>, name: &str, host: &str, port: u16) -> Outcome {
+    if !names.insert(name.to_owned()) {
+        return Err(Fail::new(format!("two clusters would be named {name:?}"), "rename a listener or a route key"));
+    }
+    clusters.push(json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(host, port)}}]}]},
+    }));
+    Ok(())
+}
+
+fn wasm_filter(listener: &str, wasm: &Path, catalog: &[u8]) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "meshver",
+                "root_id": "meshver",
+                "vm_config": {
+                    "vm_id": format!("meshver-{listener}"),
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm.display().to_string()}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": compact_json(catalog),
+                },
+            },
+        },
+    })
+}
+
+/// Pinned routes, then one weighted route per line (newest first, sticky header), then a 404.
+fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
+    let header = &catalog.route_header;
+    let on_key = |key: &str| json!({"prefix": "/", "headers": [{"name": header, "string_match": {"exact": key}}]});
+    let mut routes = Vec::new();
+    for service in &catalog.services {
+        for deployment in &service.deployments {
+            routes.push(
+                json!({"match": on_key(&deployment.route), "route": {"cluster": deployment.route, "timeout": "5s"}}),
+            );
+        }
+    }
+    for service in &catalog.services {
+        for line in &service.lines {
+            let deployments = line_deployments(service, line);
+            let weights = configured_weights(deployments);
+            // Newest first: with sticky numbers, a client below the new weight stays on the
+            // new version as that weight grows, so clients only ever move from old to new.
+            let clusters: Vec<Value> =
+                deployments.iter().zip(weights).rev().map(|(d, w)| json!({"name": d.route, "weight": w})).collect();
+            routes.push(json!({"match": on_key(&line.route), "route": {
+                "weighted_clusters": {
+                    "runtime_key_prefix": runtime_prefix(line),
+                    "header_name": STICKY_HEADER,
+                    "clusters": clusters,
+                },
+                "timeout": "5s",
+            }}));
+        }
+    }
+    routes.push(json!({
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string":
+            r#"{"title":"no service matched","status":404,"detail":"no meshver service matches this request's path or host"}"#}},
+        "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
+    }));
+    routes
+}

@@ -1,0 +1,265 @@
+//! Envoy's cluster stats: counters and latency histograms, and judgments on their deltas.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One latency bucket of Envoy's detailed histogram (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub lower: f64,
+    pub width: f64,
+    pub count: u64,
+}
+
+/// Counters and cumulative histograms, by full stat name.
+#[derive(Debug, Default)]
+pub struct Stats {
+    counters: BTreeMap<String, u64>,
+    histograms: BTreeMap<String, Vec<Bucket>>,
+}
+
+impl Stats {
+    /// Parses `GET /stats?format=json&histogram_buckets=detailed`.
+    pub fn parse(body: &Value) -> Stats {
+        let mut stats = Stats::default();
+        for entry in body.get("stats").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(name), Some(value)) = (entry.get("name").and_then(Value::as_str), entry.get("value")) {
+                stats.counters.insert(name.to_owned(), value.as_u64().unwrap_or(0));
+            }
+            let details = entry.get("histograms").and_then(|h| h.get("details")).and_then(Value::as_array);
+            for histogram in details.into_iter().flatten() {
+                let Some(name) = histogram.get("name").and_then(Value::as_str) else { continue };
+                let buckets = histogram
+                    .get("totals")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|b| Bucket {
+                        lower: b.get("lower_bound").and_then(Value::as_f64).unwrap_or(0.0),
+                        width: b.get("width").and_then(Value::as_f64).unwrap_or(0.0),
+                        count: b.get("count").and_then(Value::as_u64).unwrap_or(0),
+                    })
+                    .collect();
+                stats.histograms.insert(name.to_owned(), buckets);
+            }
+        }
+        stats
+    }
+
+    /// A counter's value; Envoy creates some (like `upstream_rq_5xx`) only when first hit, so absent is 0.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// What the CLI reads about one cluster (a deployment).
+    pub fn cluster(&self, cluster: &str) -> ClusterSample {
+        ClusterSample {
+            requests: self.counter(&format!("cluster.{cluster}.upstream_rq_total")),
+            errors: self.counter(&format!("cluster.{cluster}.upstream_rq_5xx")),
+            latency: self.histograms.get(&format!("cluster.{cluster}.upstream_rq_time")).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// Requests, 5xx answers and latency buckets of a cluster: cumulative, or over an interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterSample {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: Vec<Bucket>,
+}
+
+impl ClusterSample {
+    /// What happened between `earlier` and `self` (counters and buckets subtracted).
+    pub fn since(&self, earlier: &ClusterSample) -> ClusterSample {
+        let latency = self
+            .latency
+            .iter()
+            .map(|b| {
+                let before =
+                    earlier.latency.iter().find(|e| e.lower == b.lower && e.width == b.width).map_or(0, |e| e.count);
+                Bucket { count: b.count.saturating_sub(before), ..*b }
+            })
+            .filter(|b| b.count > 0)
+            .collect();
+        ClusterSample {
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors: self.errors.saturating_sub(earlier.errors),
+            latency,
+        }
+    }
+
+    /// Share of 5xx answers, 0 when there were no requests.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.requests as f64
+        }
+    }
+
+    /// The `q` quantile (0.99 for p99) in milliseconds, as the upper edge of the bucket that
+    /// holds it: never below the true value, at most one bucket width (≤ ~10%) above it.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let mut buckets = self.latency.clone();
+        buckets.sort_by(|a, b| a.lower.total_cmp(&b.lower));
+        let total: u64 = buckets.iter().map(|b| b.count).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for b in &buckets {
+            seen += b.count;
+            if seen >= rank {
+                return Some(b.lower + b.width);
+            }
+        }
+        buckets.last().map(|b| b.lower + b.width)
+    }
+}
+
+/// What a rollout step must stay within.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Highest acceptable share of 5xx (0.01 for 1%).
+    pub max_error_rate: f64,
+    pub max_p99_ms: Option<f64>,
+    /// Fewer requests than this in an interval cannot be judged: the step fails.
+    pub min_requests: u64,
+}
+
+/// Judges one interval's deltas; `Err` holds the reason, e.g.
+/// `error rate 38.0% > 1.0% over the last 30s (41 of 108 requests)`.
+pub fn judge(delta: &ClusterSample, limits: &Limits, interval: &str) -> Result<(), String> {
+    if delta.requests < limits.min_requests {
+        return Err(format!(
+            "only {} requests over the last {interval}, fewer than --min-requests {}",
+            delta.requests, limits.min_requests
+        ));
+    }
+    let rate = delta.error_rate();
+    if delta.requests > 0 && rate > limits.max_error_rate {
+        return Err(format!(
+            "error rate {} > {} over the last {interval} ({} of {} requests)",
+            percent(rate),
+            percent(limits.max_error_rate),
+            delta.errors,
+            delta.requests
+        ));
+    }
+    if let (Some(max), Some(p99)) = (limits.max_p99_ms, delta.quantile_ms(0.99)) {
+        if p99 > max {
+            return Err(format!(
+                "p99 latency {} > {} over the last {interval} ({} requests)",
+                millis(p99),
+                millis(max),
+                delta.requests
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `0.38` → `38.0%`.
+pub fn percent(fraction: f64) -> String {
+    format!("{:.1}%", fraction * 100.0)
+}
+
+/// `312.0` → `312ms`, `1500.0` → `1.50s`.
+pub fn millis(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captured from Envoy 1.40: `/stats?format=json&histogram_buckets=detailed`, trimmed.
+    const SAMPLE: &str = r#"{"stats":[
+        {"name":"cluster.user-2.1.0.upstream_rq_total","value":108},
+        {"name":"cluster.user-2.1.0.upstream_rq_5xx","value":41},
+        {"name":"cluster.user-2.0.3.upstream_rq_total","value":32},
+        {"histograms":{"supported_percentiles":[0,25,50,75,90,95,99,99.5,99.9,100],"details":[
+          {"name":"cluster.user-2.1.0.upstream_rq_time","totals":[
+            {"lower_bound":0,"width":0,"count":8},{"lower_bound":41,"width":1,"count":2},
+            {"lower_bound":42,"width":1,"count":5},{"lower_bound":300,"width":10,"count":5}],
+           "intervals":[],"percentiles":[]}]}}]}"#;
+
+    fn sample() -> Stats {
+        Stats::parse(&serde_json::from_str(SAMPLE).unwrap())
+    }
+
+    #[test]
+    fn reads_counters_and_histograms() {
+        let stats = sample();
+        let user = stats.cluster("user-2.1.0");
+        assert_eq!((user.requests, user.errors, user.latency.len()), (108, 41, 4));
+        let old = stats.cluster("user-2.0.3");
+        assert_eq!((old.requests, old.errors, old.latency.len()), (32, 0, 0));
+        assert_eq!(stats.cluster("nope"), ClusterSample::default());
+    }
+
+    #[test]
+    fn quantiles_are_upper_bucket_edges() {
+        let user = sample().cluster("user-2.1.0");
+        // 20 samples: rank 10 is the last in 41..42, rank 20 in 300..310.
+        assert_eq!(user.quantile_ms(0.5), Some(42.0));
+        assert_eq!(user.quantile_ms(0.75), Some(43.0));
+        assert_eq!(user.quantile_ms(0.99), Some(310.0));
+        assert_eq!(ClusterSample::default().quantile_ms(0.99), None);
+    }
+
+    #[test]
+    fn deltas_and_judgments() {
+        let before = ClusterSample {
+            requests: 100,
+            errors: 1,
+            latency: vec![
+                Bucket { lower: 42.0, width: 1.0, count: 99 },
+                Bucket { lower: 300.0, width: 10.0, count: 1 },
+            ],
+        };
+        let after = ClusterSample {
+            requests: 208,
+            errors: 42,
+            latency: vec![
+                Bucket { lower: 42.0, width: 1.0, count: 207 },
+                Bucket { lower: 300.0, width: 10.0, count: 1 },
+            ],
+        };
+        let delta = after.since(&before);
+        assert_eq!((delta.requests, delta.errors), (108, 41));
+        // The old slow request is not in the interval: p99 over the interval is 43ms.
+        assert_eq!(delta.quantile_ms(0.99), Some(43.0));
+        assert_eq!(after.quantile_ms(0.999), Some(310.0));
+
+        let limits = Limits { max_error_rate: 0.01, max_p99_ms: Some(250.0), min_requests: 0 };
+        assert_eq!(
+            judge(&delta, &limits, "30s").unwrap_err(),
+            "error rate 38.0% > 1.0% over the last 30s (41 of 108 requests)"
+        );
+        let healthy = ClusterSample { errors: 1, ..delta.clone() };
+        assert!(judge(&healthy, &limits, "30s").is_ok());
+        let slow = ClusterSample {
+            errors: 0,
+            latency: vec![Bucket { lower: 300.0, width: 10.0, count: 108 }],
+            ..delta.clone()
+        };
+        assert_eq!(
+            judge(&slow, &limits, "30s").unwrap_err(),
+            "p99 latency 310ms > 250ms over the last 30s (108 requests)"
+        );
+        let quiet = ClusterSample::default();
+        assert!(judge(&quiet, &limits, "30s").is_ok());
+        let strict = Limits { min_requests: 20, ..limits };
+        assert_eq!(
+            judge(&quiet, &strict, "30s").unwrap_err(),
+            "only 0 requests over the last 30s, fewer than --min-requests 20"
+        );
+    }
+}
