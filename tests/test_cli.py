@@ -261,3 +261,30 @@ def test_ctrl_c_rolls_back_and_exits_130(stack):
     assert "interrupted at step 1/2" in err and "rolled back user to 2.0.3" in err
     weights = stack.runtime()
     assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+
+
+def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
+    """Envoy goes away during an interval: the rollout gives up after its retries, exits 1,
+    and names the last weight it set (the state is left as it is: it cannot reach it)."""
+    own = Stack(tmp_path)
+    try:
+        proc = subprocess.Popen([meshver_binary(), "rollout", "user", "--to", "2.1.0", "--steps", "25,100",
+                                 "--interval", "2s", "--admin", own.admin],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while own.runtime().get("routing.user-v2.user-2.1.0") != 25 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert own.runtime()["routing.user-v2.user-2.1.0"] == 25
+            own.envoy.stop()
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    finally:
+        own.stop()
+    assert proc.returncode == 1, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meshver: lost the Envoy admin"), err
+    assert "user-2.1.0 to 25%" in lines[0] and "left as they are" in lines[0], lines[0]
