@@ -241,16 +241,21 @@ def test_failing_rollout_rolls_back_within_one_interval(stack):
     assert set(stack.versions(20)) == {"2.0.3"}
 
 
+def wait_for_new_weight(stack, weight, timeout=10):
+    """Wait until a running rollout has set user-2.1.0 to `weight` in Envoy's runtime."""
+    deadline = time.monotonic() + timeout
+    while stack.runtime().get("routing.user-v2.user-2.1.0") != weight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.runtime()["routing.user-v2.user-2.1.0"] == weight
+
+
 def test_ctrl_c_rolls_back_and_exits_130(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
     proc = subprocess.Popen([meshver_binary(), "rollout", "user", "--to", "2.1.0", "--steps", "30,100",
                              "--interval", "30s", "--admin", stack.admin],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while stack.runtime().get("routing.user-v2.user-2.1.0") != 30 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert stack.runtime()["routing.user-v2.user-2.1.0"] == 30
+        wait_for_new_weight(stack, 30)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
@@ -272,10 +277,7 @@ def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
                                  "--interval", "2s", "--admin", own.admin],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 10
-            while own.runtime().get("routing.user-v2.user-2.1.0") != 25 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert own.runtime()["routing.user-v2.user-2.1.0"] == 25
+            wait_for_new_weight(own, 25)
             own.envoy.stop()
             out, err = proc.communicate(timeout=30)
         finally:
