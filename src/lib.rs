@@ -9,6 +9,7 @@
 pub mod caller;
 pub mod config;
 pub mod lifecycle;
+pub mod metrics;
 pub mod problem;
 pub mod request;
 pub mod resolve;

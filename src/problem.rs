@@ -31,6 +31,18 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
+    /// Every kind, in a fixed order (metric slots depend on it).
+    pub const ALL: [ProblemKind; 8] = [
+        ProblemKind::MalformedVersion,
+        ProblemKind::VersionConflict,
+        ProblemKind::VersionRequired,
+        ProblemKind::UnsupportedVersion,
+        ProblemKind::MalformedCaller,
+        ProblemKind::NoCompatibleDeployment,
+        ProblemKind::IncompatibleCaller,
+        ProblemKind::VersionGone,
+    ];
+
     pub fn status(self) -> u16 {
         match self {
             ProblemKind::MalformedVersion

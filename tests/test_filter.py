@@ -137,3 +137,26 @@ def test_the_2x_line_is_split_by_the_mesh(demo):
     assert seen["2.0.3"] > seen["2.1.0"], seen
     for _ in range(30):
         assert http1("POST", demo.url + "/register", {"x-api-version": "2.1"}).json["version"] == "2.1.0"
+
+
+def test_outcomes_are_counted_in_envoys_stats(demo):
+    """Counters per service and outcome, named once in src/metrics.rs, summed over workers."""
+    def counters():
+        return {k: v for k, v in demo.envoy.stats().items() if "meshver." in k}
+
+    before = counters()
+    for _ in range(3):
+        http1("POST", demo.url + "/register")
+        http1("POST", demo.url + "/register", {"x-api-version": "9"})
+        http1("POST", demo.url + "/order", {"x-api-version": "x"})
+        http1("GET", demo.url + "/elsewhere")
+    after = counters()
+
+    def grew(name):
+        key = f"wasmcustom.meshver.{name}"
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("user.forwarded") >= 3, after
+    assert grew("user.rejected.unsupported_version") == 3, after
+    assert grew("order.rejected.malformed_version") == 3, after
+    assert grew("unmatched") == 3, after

@@ -2,6 +2,7 @@
 //! back, announce the serving deployment's deprecation and sunset.
 
 use crate::config::Catalog;
+use crate::metrics;
 use crate::request::Request;
 use crate::resolve::{decide, lifecycle_headers, Outcome, ServedBy};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -12,6 +13,7 @@ use std::time::UNIX_EPOCH;
 pub struct MeshverHttp {
     pub context_id: u32,
     pub catalog: Option<Rc<Catalog>>,
+    pub counters: Rc<Vec<u32>>,
     /// Set when the request was forwarded, for the response's lifecycle headers.
     pub served_by: Option<ServedBy>,
 }
@@ -29,6 +31,9 @@ impl HttpContext for MeshverHttp {
         // The proxy's clock decides sunsets.
         let now = self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let plan = decide(&catalog, &request, now);
+        if let Some(id) = self.counters.get(metrics::slot(&catalog, &plan)) {
+            let _ = proxy_wasm::hostcalls::increment_metric(*id, 1);
+        }
         for name in &plan.remove_headers {
             self.set_http_request_header(name, None);
         }

@@ -2,13 +2,17 @@
 
 use super::http::MeshverHttp;
 use crate::config::{self, Catalog};
+use crate::metrics::counter_names;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, MetricType};
 use std::rc::Rc;
 
 #[derive(Default)]
 pub struct MeshverRoot {
     catalog: Option<Rc<Catalog>>,
+    /// Host ids of the counters, in `metrics::counter_names` order (defined once per config).
+    counters: Rc<Vec<u32>>,
 }
 
 impl Context for MeshverRoot {}
@@ -19,6 +23,12 @@ impl RootContext for MeshverRoot {
         match config::load(&raw) {
             Ok(catalog) => {
                 log::info!("meshver: loaded {} service(s)", catalog.services.len());
+                // A counter the host refuses gets an id no counter has, so counting it is a no-op.
+                let ids = counter_names(&catalog)
+                    .iter()
+                    .map(|name| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(u32::MAX))
+                    .collect();
+                self.counters = Rc::new(ids);
                 self.catalog = Some(Rc::new(catalog));
                 true
             }
@@ -37,6 +47,11 @@ impl RootContext for MeshverRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(MeshverHttp { context_id, catalog: self.catalog.clone(), served_by: None }))
+        Some(Box::new(MeshverHttp {
+            context_id,
+            catalog: self.catalog.clone(),
+            counters: Rc::clone(&self.counters),
+            served_by: None,
+        }))
     }
 }

@@ -27,6 +27,8 @@ use std::borrow::Cow;
 pub struct Plan<'c> {
     /// Headers the client sent that the filter owns: removed before anything is set.
     pub remove_headers: Vec<String>,
+    /// Index of the service that matched, if any.
+    pub service: Option<usize>,
     pub outcome: Outcome<'c>,
 }
 
@@ -70,14 +72,15 @@ pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan
         .filter(|(name, _)| name.starts_with(OWNED_HEADER_PREFIX))
         .map(|(name, _)| name.clone())
         .collect();
-    let outcome = match catalog.services.iter().position(|s| service_matches(s, request)) {
+    let service = catalog.services.iter().position(|s| service_matches(s, request));
+    let outcome = match service {
         None => Outcome::PassThrough,
         Some(index) => match route(catalog, index, request, now) {
             Ok(forward) => Outcome::Forward(forward),
             Err(problem) => Outcome::Reject(problem),
         },
     };
-    Plan { remove_headers, outcome }
+    Plan { remove_headers, service, outcome }
 }
 
 /// `Deprecation`, `Sunset` and `Link` for a response. For a line route whose deployments

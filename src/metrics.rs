@@ -1,0 +1,66 @@
+//! Counters the filter keeps, one per service and outcome, with names defined once here.
+//!
+//! Envoy shows a wasm counter `meshver.user.forwarded` as the stat
+//! `wasmcustom.meshver.user.forwarded` (Prometheus: `envoy_wasmcustom_meshver_user_forwarded`).
+//! Rejections count under the problem kind: `meshver.user.rejected.unsupported_version`.
+//! Requests no service matched count under `meshver.unmatched`.
+
+use crate::config::Catalog;
+use crate::problem::ProblemKind;
+use crate::resolve::{Outcome, Plan};
+
+/// Outcomes counted per service: forwarded, then one per problem kind.
+const PER_SERVICE: usize = 1 + ProblemKind::ALL.len();
+
+/// Every counter name, in slot order; the last is `meshver.unmatched`.
+pub fn counter_names(catalog: &Catalog) -> Vec<String> {
+    let mut names = Vec::with_capacity(catalog.services.len() * PER_SERVICE + 1);
+    for service in &catalog.services {
+        names.push(format!("meshver.{}.forwarded", service.name));
+        for kind in ProblemKind::ALL {
+            names.push(format!("meshver.{}.rejected.{}", service.name, kind.slug().replace('-', "_")));
+        }
+    }
+    names.push("meshver.unmatched".to_owned());
+    names
+}
+
+/// The slot (index into `counter_names`) a decided request counts in.
+pub fn slot(catalog: &Catalog, plan: &Plan<'_>) -> usize {
+    let Some(service) = plan.service else {
+        return catalog.services.len() * PER_SERVICE;
+    };
+    let outcome = match &plan.outcome {
+        Outcome::Reject(problem) => 1 + ProblemKind::ALL.iter().position(|k| *k == problem.kind).unwrap_or(0),
+        Outcome::Forward(_) | Outcome::PassThrough => 0,
+    };
+    service * PER_SERVICE + outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::request::Request;
+    use crate::resolve::decide;
+
+    #[test]
+    fn every_outcome_has_its_named_counter() {
+        let catalog = config::load(include_bytes!("../examples/catalog.json")).unwrap();
+        let names = counter_names(&catalog);
+        assert_eq!(names.len(), 2 * 9 + 1);
+        let cases: &[(&str, &[(&str, &[u8])], &str)] = &[
+            ("/register", &[], "meshver.user.forwarded"),
+            ("/register", &[("x-api-version", b"9")], "meshver.user.rejected.unsupported_version"),
+            ("/v1/order", &[("x-api-version", b"2")], "meshver.order.rejected.version_conflict"),
+            ("/order", &[("x-api-version", b"x")], "meshver.order.rejected.malformed_version"),
+            ("/elsewhere", &[], "meshver.unmatched"),
+        ];
+        for (path, extra, want) in cases {
+            let mut headers = vec![(":path".to_string(), path.as_bytes().to_vec())];
+            headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
+            let plan = decide(&catalog, &Request::new(&headers), 0);
+            assert_eq!(names[slot(&catalog, &plan)], *want, "{path}");
+        }
+    }
+}
