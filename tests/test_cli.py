@@ -241,6 +241,25 @@ def test_failing_rollout_rolls_back_within_one_interval(stack):
     assert set(stack.versions(20)) == {"2.0.3"}
 
 
+def test_slow_rollout_rolls_back_on_p99(stack):
+    """The new deployment answers, but slowly: the latency gate catches it within one interval."""
+    assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
+    stack.fault("2.1.0", delay_ms=300)
+    try:
+        with Load(stack, threads=3):
+            started = time.monotonic()
+            result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "2s",
+                             "--max-error-rate", "1%", "--max-p99", "100ms", "--admin", stack.admin)
+            elapsed = time.monotonic() - started
+    finally:
+        stack.fault("2.1.0", delay_ms=0)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rolled back user to 2.0.3: p99" in result.stderr and "> 100ms" in result.stderr, result.stderr
+    assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
+    weights = stack.runtime()
+    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+
+
 def wait_for_new_weight(stack, weight, timeout=10):
     """Wait until a running rollout has set user-2.1.0 to `weight` in Envoy's runtime."""
     deadline = time.monotonic() + timeout
