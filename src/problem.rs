@@ -56,6 +56,19 @@ impl ProblemKind {
         }
     }
 
+    /// The gRPC status a gRPC client gets instead (it cannot read a problem+json body).
+    pub fn grpc_code(self) -> u32 {
+        match self {
+            ProblemKind::MalformedVersion
+            | ProblemKind::VersionConflict
+            | ProblemKind::VersionRequired
+            | ProblemKind::MalformedCaller => 3, // INVALID_ARGUMENT
+            ProblemKind::UnsupportedVersion | ProblemKind::VersionGone => 12, // UNIMPLEMENTED
+            ProblemKind::IncompatibleCaller => 9,                             // FAILED_PRECONDITION
+            ProblemKind::NoCompatibleDeployment => 14,                        // UNAVAILABLE
+        }
+    }
+
     pub fn slug(self) -> &'static str {
         match self {
             ProblemKind::MalformedVersion => "malformed-version",
@@ -120,7 +133,7 @@ impl Problem {
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
         let body = Body {
-            type_uri: format!("{TYPE_PREFIX}{}", self.kind.slug()),
+            type_uri: self.type_uri(),
             title: self.kind.title(),
             status: self.status(),
             detail: &self.detail,
@@ -131,6 +144,11 @@ impl Problem {
         };
         // Serialising plain strings and numbers cannot fail; an empty body is the fallback anyway.
         serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// The problem's type URI.
+    pub fn type_uri(&self) -> String {
+        format!("{TYPE_PREFIX}{}", self.kind.slug())
     }
 
     /// The response headers that go with the body.

@@ -51,6 +51,11 @@ impl<'a> Request<'a> {
         self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
+    /// Whether this is a gRPC call (`content-type: application/grpc…`).
+    pub fn is_grpc(&self) -> bool {
+        self.first("content-type").is_some_and(|ct| ct.starts_with(b"application/grpc"))
+    }
+
     /// The first value of a header.
     pub fn first(&self, name: &str) -> Option<&'a [u8]> {
         header(self.headers, name)

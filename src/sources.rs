@@ -62,8 +62,7 @@ pub fn find_versions<'a>(service: &Service, request: &Request<'a>) -> Vec<Found<
             }
             Source::Query => query_values(request.query, &service.query_param).for_each(&mut push),
             Source::Grpc => {
-                let is_grpc = request.first("content-type").is_some_and(|ct| ct.starts_with(b"application/grpc"));
-                if is_grpc {
+                if request.is_grpc() {
                     grpc_package_version(request.path).iter().for_each(|raw| push(raw));
                 }
             }

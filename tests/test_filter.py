@@ -2,6 +2,7 @@
 sees, conflicts and rejections, owned headers, over HTTP/1.1 and HTTP/2."""
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -160,3 +161,19 @@ def test_outcomes_are_counted_in_envoys_stats(demo):
     assert grew("user.rejected.unsupported_version") == 3, after
     assert grew("order.rejected.malformed_version") == 3, after
     assert grew("unmatched") == 3, after
+
+
+@pytest.mark.parametrize("path,headers,grpc_status,kind", [
+    ("/acme.user.v9.UserService/Register", {}, "12", "unsupported-version"),
+    ("/acme.user.v2.UserService/Register", {"x-api-version": "1"}, "3", "version-conflict"),
+])
+def test_grpc_clients_get_a_grpc_status(demo, path, headers, grpc_status, kind):
+    """A gRPC client cannot read problem+json: it gets HTTP 200 with grpc-status and the detail."""
+    before = upstream_requests(demo)
+    answer = http2("POST", demo.url + path, {"content-type": "application/grpc", "te": "trailers", **headers})
+    assert answer.status == 200
+    assert answer.header("grpc-status") == grpc_status
+    assert answer.header("meshver-problem-type") == f"urn:meshver:problem:{kind}"
+    assert answer.header("api-supported-versions") == "1.4.0, 2.0.3, 2.1.0"
+    assert "version" in urllib.parse.unquote(answer.header("grpc-message"))
+    assert upstream_requests(demo) == before

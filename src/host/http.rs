@@ -1,12 +1,17 @@
 //! Per-request context: read the headers as bytes, decide, apply the plan; on the way
 //! back, announce the serving deployment's deprecation and sunset.
+//!
+//! Host calls go through `hostcalls` where the SDK's trait helpers would unwrap: a refused
+//! call is logged, never a panic that traps the VM.
 
 use crate::config::Catalog;
 use crate::metrics;
+use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
 use crate::request::Request;
 use crate::resolve::{decide, lifecycle_headers, Outcome, ServedBy};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -26,25 +31,25 @@ impl HttpContext for MeshverHttp {
             return Action::Continue;
         };
         // Bytes, never the String helpers: those panic on a non-UTF-8 value and trap the VM.
-        let headers = self.get_http_request_headers_bytes();
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let request = Request::new(&headers);
         // The proxy's clock decides sunsets.
         let now = self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let plan = decide(&catalog, &request, now);
         if let Some(id) = self.counters.get(metrics::slot(&catalog, &plan)) {
-            let _ = proxy_wasm::hostcalls::increment_metric(*id, 1);
+            let _ = hostcalls::increment_metric(*id, 1);
         }
         for name in &plan.remove_headers {
-            self.set_http_request_header(name, None);
+            self.set_request_header(name, None);
         }
         match plan.outcome {
             Outcome::PassThrough => Action::Continue,
             Outcome::Forward(forward) => {
                 for (name, value) in &forward.set_headers {
-                    self.set_http_request_header_bytes(name, Some(value));
+                    self.set_request_header(name, Some(value));
                 }
                 if let Some(path) = &forward.path {
-                    self.set_http_request_header_bytes(":path", Some(path));
+                    self.set_request_header(":path", Some(path));
                 }
                 log::debug!("meshver[{}]: {} -> route {}", self.context_id, forward.service, forward.route);
                 self.served_by = Some(forward.served_by);
@@ -58,9 +63,7 @@ impl HttpContext for MeshverHttp {
                     problem.status(),
                     problem.detail
                 );
-                let headers = problem.headers();
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                self.send_http_response(u32::from(problem.status()), headers, Some(&problem.body()));
+                self.answer(&problem, request.is_grpc());
                 Action::Pause
             }
         }
@@ -73,8 +76,51 @@ impl HttpContext for MeshverHttp {
         let cluster =
             || self.get_property(vec!["xds", "cluster_name"]).or_else(|| self.get_property(vec!["cluster_name"]));
         for (name, value) in lifecycle_headers(&catalog, served, cluster) {
-            self.set_http_response_header(name, Some(value));
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+                log::warn!("meshver[{}]: could not set response header {name}: {status:?}", self.context_id);
+            }
         }
         Action::Continue
+    }
+}
+
+impl MeshverHttp {
+    /// Sets (or with `None` removes) a request header; a refusal is logged.
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) {
+        if let Err(status) = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value) {
+            log::warn!("meshver[{}]: could not set request header {name}: {status:?}", self.context_id);
+        }
+    }
+
+    /// Answers the request: problem+json, or for a gRPC call the matching gRPC status (its
+    /// client cannot read a JSON body) with the detail as the message.
+    fn answer(&self, problem: &Problem, grpc: bool) {
+        let supported = problem.supported_versions.join(", ");
+        let type_uri = problem.type_uri();
+        let sent = if grpc {
+            let metadata =
+                vec![(SUPPORTED_VERSIONS_HEADER, supported.as_bytes()), (PROBLEM_TYPE_METADATA, type_uri.as_bytes())];
+            hostcalls::send_grpc_response(grpc_status(problem.kind.grpc_code()), Some(&problem.detail), metadata)
+        } else {
+            let headers = problem.headers();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            hostcalls::send_http_response(u32::from(problem.status()), headers, Some(&problem.body()))
+        };
+        if let Err(status) = sent {
+            log::warn!("meshver[{}]: could not send the {} answer: {status:?}", self.context_id, problem.status());
+        }
+    }
+}
+
+/// gRPC metadata naming the problem type, since a gRPC answer carries no problem+json body.
+const PROBLEM_TYPE_METADATA: &str = "meshver-problem-type";
+
+fn grpc_status(code: u32) -> GrpcStatusCode {
+    match code {
+        3 => GrpcStatusCode::InvalidArgument,
+        9 => GrpcStatusCode::FailedPrecondition,
+        12 => GrpcStatusCode::Unimplemented,
+        14 => GrpcStatusCode::Unavailable,
+        _ => GrpcStatusCode::Unknown,
     }
 }
