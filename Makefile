@@ -44,3 +44,14 @@ clean:
 	cargo clean
 	rm -rf $(VENV) .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The benchmark (not part of `make test`): native routing vs Lua vs meshver vs an empty wasm
+# filter on the same Envoy and upstream; results and method in BENCHMARKS.md. About 7 minutes.
+.PHONY: bench
+bench: build venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
+	cargo build --release -p meshver-bench-openloop
+	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm
+	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
+	$(VENV)/bin/python bench/run.py

@@ -49,7 +49,8 @@ mod tests {
         let catalog = config::load(include_bytes!("../examples/catalog.json")).unwrap();
         let names = counter_names(&catalog);
         assert_eq!(names.len(), 2 * 9 + 1);
-        let cases: &[(&str, &[(&str, &[u8])], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], &'a str);
+        let cases: &[Case] = &[
             ("/register", &[], "meshver.user.forwarded"),
             ("/register", &[("x-api-version", b"9")], "meshver.user.rejected.unsupported_version"),
             ("/v1/order", &[("x-api-version", b"2")], "meshver.order.rejected.version_conflict"),
