@@ -1,6 +1,6 @@
 //! RFC 9457 problem details: the answers the filter gives by itself.
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Response header listing the versions a service has deployed (also sent on rejections).
 pub const SUPPORTED_VERSIONS_HEADER: &str = "api-supported-versions";
@@ -110,19 +110,28 @@ pub struct Problem {
     pub extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(rename = "type")]
-    type_uri: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    service: &'a str,
-    supported_versions: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    requested_version: Option<&'a str>,
-    #[serde(flatten)]
-    extensions: serde_json::Map<String, serde_json::Value>,
+/// The problem+json members in RFC 9457's order, then the kind's extensions, written
+/// straight from the problem (no intermediate map).
+struct Body<'a>(&'a Problem);
+
+impl Serialize for Body<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", &format_args!("{TYPE_PREFIX}{}", p.kind.slug()))?;
+        map.serialize_entry("title", p.kind.title())?;
+        map.serialize_entry("status", &p.status())?;
+        map.serialize_entry("detail", &p.detail)?;
+        map.serialize_entry("service", &p.service)?;
+        map.serialize_entry("supported_versions", &p.supported_versions)?;
+        if let Some(requested) = &p.requested_version {
+            map.serialize_entry("requested_version", requested)?;
+        }
+        for (name, value) in &p.extensions {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 impl Problem {
@@ -132,18 +141,8 @@ impl Problem {
 
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
-        let body = Body {
-            type_uri: self.type_uri(),
-            title: self.kind.title(),
-            status: self.status(),
-            detail: &self.detail,
-            service: &self.service,
-            supported_versions: &self.supported_versions,
-            requested_version: self.requested_version.as_deref(),
-            extensions: self.extensions.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-        };
         // Serialising plain strings and numbers cannot fail; an empty body is the fallback anyway.
-        serde_json::to_vec(&body).unwrap_or_default()
+        serde_json::to_vec(&Body(self)).unwrap_or_default()
     }
 
     /// The problem's type URI.

@@ -8,7 +8,7 @@ use crate::config::Catalog;
 use crate::metrics;
 use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
 use crate::request::Request;
-use crate::resolve::{decide, lifecycle_headers, Outcome, ServedBy};
+use crate::resolve::{decide_with_clock, lifecycle_headers, Outcome, ServedBy};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
@@ -33,9 +33,9 @@ impl HttpContext for MeshverHttp {
         // Bytes, never the String helpers: those panic on a non-UTF-8 value and trap the VM.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
         let request = Request::new(&headers);
-        // The proxy's clock decides sunsets.
-        let now = self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let plan = decide(&catalog, &request, now);
+        // The proxy's clock decides sunsets (read only when a sunset is at stake).
+        let clock = || self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let plan = decide_with_clock(&catalog, &request, clock);
         if let Some(id) = self.counters.get(metrics::slot(&catalog, &plan)) {
             let _ = hostcalls::increment_metric(*id, 1);
         }

@@ -66,6 +66,12 @@ pub struct ServedBy {
 
 /// Decides what happens to one request at `now` (unix seconds, the proxy's clock).
 pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan<'c> {
+    decide_with_clock(catalog, request, || now)
+}
+
+/// [`decide`], reading the clock only when a deployment that could serve has a sunset: a
+/// clock read is a host call, which most requests need not pay for.
+pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock: impl FnOnce() -> i64) -> Plan<'c> {
     let remove_headers = request
         .headers
         .iter()
@@ -75,7 +81,7 @@ pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan
     let service = catalog.services.iter().position(|s| service_matches(s, request));
     let outcome = match service {
         None => Outcome::PassThrough,
-        Some(index) => match route(catalog, index, request, now) {
+        Some(index) => match route(catalog, index, request, clock) {
             Ok(forward) => Outcome::Forward(forward),
             Err(problem) => Outcome::Reject(problem),
         },
@@ -104,7 +110,12 @@ pub fn lifecycle_headers(
     line.find(|d| picked.as_deref() == Some(d.route.as_bytes())).map_or(&[], |d| &d.lifecycle.response_headers)
 }
 
-fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64) -> Result<Forward<'c>, Problem> {
+fn route<'c>(
+    catalog: &'c Catalog,
+    index: usize,
+    request: &Request<'_>,
+    clock: impl FnOnce() -> i64,
+) -> Result<Forward<'c>, Problem> {
     let Some(service) = catalog.services.get(index) else {
         return Err(problem_without_service(index));
     };
@@ -179,9 +190,10 @@ fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64
     }
 
     // 4. Sunset.
-    let sunset: Vec<&Deployment> =
-        candidates.iter().filter(|(_, d)| d.lifecycle.is_gone(now)).map(|(_, d)| *d).collect();
-    candidates.retain(|(_, d)| !d.lifecycle.is_gone(now));
+    let now = candidates.iter().any(|(_, d)| d.lifecycle.sunset_at.is_some()).then(clock);
+    let gone = |d: &Deployment| now.is_some_and(|now| d.lifecycle.is_gone(now));
+    let sunset: Vec<&Deployment> = candidates.iter().filter(|(_, d)| gone(d)).map(|(_, d)| *d).collect();
+    candidates.retain(|(_, d)| !gone(d));
     let Some(&(newest_index, newest)) = candidates.last() else {
         let successor = sunset.iter().rev().find_map(|d| d.lifecycle.successor.clone());
         let versions: Vec<String> = sunset.iter().map(|d| d.version.to_string()).collect();
@@ -203,7 +215,11 @@ fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64
     let mut set_headers = vec![(catalog.route_header.as_str(), Cow::Borrowed(route.as_bytes()))];
     if service.set_version_header {
         let applied = asked.map_or_else(|| major.to_string(), |(_, text)| text);
-        set_headers.push((service.version_header.as_str(), Cow::Owned(applied.into_bytes())));
+        // A client that already sent exactly the normalised value once costs no header write.
+        let mut sent = request.values(&service.version_header);
+        if !(sent.next() == Some(applied.as_bytes()) && sent.next().is_none()) {
+            set_headers.push((service.version_header.as_str(), Cow::Owned(applied.into_bytes())));
+        }
     }
     if let Some(caller) = &caller {
         set_headers.push((CALLER_HEADER, Cow::Owned(caller.to_string().into_bytes())));

@@ -29,14 +29,18 @@ struct Seen {
 
 fn forward(catalog: &Catalog, path: &str, extra: &[(&str, &[u8])]) -> Result<Seen, ProblemKind> {
     let h = headers(path, extra);
-    match decide(catalog, &Request::new(&h), 0).outcome {
+    let request = Request::new(&h);
+    match decide(catalog, &request, 0).outcome {
         Outcome::Forward(f) => Ok(Seen {
             route: f.route.to_string(),
+            // What the upstream sees: the value set, or the client's own when it was already right.
             version_header: f
                 .set_headers
                 .iter()
                 .find(|(n, _)| *n == "x-api-version")
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned()),
+                .map(|(_, v)| v.as_ref())
+                .or_else(|| request.first("x-api-version"))
+                .map(|v| String::from_utf8_lossy(v).into_owned()),
             path: f.path.map(|p| String::from_utf8_lossy(&p).into_owned()),
         }),
         Outcome::Reject(p) => Err(p.kind),
@@ -387,4 +391,34 @@ fn a_caller_takes_its_requirements_from_its_own_deployment() {
     );
     // A caller not in the catalog requires nothing.
     assert_eq!(outcome(&catalog(r#"{"service":"report","version":"1.0.0"}"#), &[], 0).unwrap().0, "user-v1");
+}
+
+#[test]
+fn writes_the_version_header_only_when_it_changes() {
+    let c = demo();
+    let writes = |extra: &[(&str, &[u8])]| {
+        let h = headers("/register", extra);
+        let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not forwarded") };
+        f.set_headers.iter().filter(|(n, _)| *n == "x-api-version").count()
+    };
+    assert_eq!(writes(&[("x-api-version", b"2")]), 0);
+    assert_eq!(writes(&[("x-api-version", b"v2")]), 1);
+    assert_eq!(writes(&[("x-api-version", b"2"), ("x-api-version", b"2")]), 1, "a repeated header becomes one");
+    assert_eq!(writes(&[]), 1, "the default applied");
+}
+
+#[test]
+fn reads_the_clock_only_when_a_candidate_has_a_sunset() {
+    let c = demo();
+    let reads = |version: &[u8]| {
+        let h = headers("/register", &[("x-api-version", version)]);
+        let read = std::cell::Cell::new(0);
+        let _ = decide_with_clock(&c, &Request::new(&h), || {
+            read.set(read.get() + 1);
+            0
+        });
+        read.get()
+    };
+    assert_eq!(reads(b"2"), 0, "no 2.x deployment has a sunset");
+    assert_eq!(reads(b"1"), 1, "1.x has one");
 }
