@@ -828,8 +828,8 @@ def publish(report, write):
         + (f"{decide_ns:.0f} ns per request natively" if decide_ns else "not measured natively (run the criterion bench)")
         + (f"; compiled to wasm and run in V8 by node (bench/decide-wasm): "
            f"{in_v8['bench_decide_ns_per_request']} ns per request, "
-           f"{in_v8['bench_decide_with_copy_ns_per_request']} ns with the copy of the header map that "
-           f"the host adapter's map fetch makes." if in_v8 else "."),
+           f"{in_v8['bench_decide_with_map_ns_per_request']} ns with the reading of the serialised header "
+           f"map that the host adapter does." if in_v8 else "."),
         f"Machine: {report['machine']}.",
         f"Load: `{report['uptime_before']}` before, `{report['uptime_after']}` after."])
     log("\n" + text)

@@ -8,6 +8,7 @@
 
 pub mod caller;
 pub mod config;
+pub mod header_map;
 pub mod lifecycle;
 pub mod metrics;
 pub mod problem;

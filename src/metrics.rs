@@ -58,8 +58,8 @@ mod tests {
             ("/elsewhere", &[], "meshver.unmatched"),
         ];
         for (path, extra, want) in cases {
-            let mut headers = vec![(":path".to_string(), path.as_bytes().to_vec())];
-            headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
+            let mut headers: Vec<(&[u8], &[u8])> = vec![(b":path", path.as_bytes())];
+            headers.extend(extra.iter().map(|(n, v)| (n.as_bytes(), *v)));
             let plan = decide(&catalog, &Request::new(&headers), 0);
             assert_eq!(names[slot(&catalog, &plan)], *want, "{path}");
         }

@@ -1,10 +1,12 @@
 //! The request as the filter sees it: header bytes from the host, and the places in the
 //! path where a version can stand. Nothing here allocates per header.
 
+use crate::header_map::Header;
+
 /// A request's headers as the host gives them (names lower-case, values raw bytes),
 /// pseudo-headers (`:path`, `:authority`) included.
 pub struct Request<'a> {
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [Header<'a>],
     /// `:path` before the `?`.
     pub path: &'a [u8],
     /// `:path` after the `?`, if there is one.
@@ -26,7 +28,7 @@ pub struct PathVersion<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn new(headers: &'a [(String, Vec<u8>)]) -> Self {
+    pub fn new(headers: &'a [Header<'a>]) -> Self {
         let full_path = header(headers, ":path").unwrap_or_default();
         let (path, query) = match full_path.iter().position(|b| *b == b'?') {
             Some(at) => (full_path.get(..at).unwrap_or_default(), full_path.get(at + 1..)),
@@ -48,7 +50,7 @@ impl<'a> Request<'a> {
     where
         'a: 'n,
     {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |(n, _)| *n == name.as_bytes()).map(|(_, v)| *v)
     }
 
     /// Whether this is a gRPC call (`content-type: application/grpc…`).
@@ -62,8 +64,8 @@ impl<'a> Request<'a> {
     }
 }
 
-fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+fn header<'a>(headers: &'a [Header<'a>], name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| *v)
 }
 
 fn strip_port(authority: &[u8]) -> &[u8] {
@@ -118,8 +120,8 @@ fn suffix_version(path: &[u8]) -> Option<PathVersion<'_>> {
 mod tests {
     use super::*;
 
-    fn request(path: &str) -> Vec<(String, Vec<u8>)> {
-        vec![(":path".into(), path.as_bytes().to_vec()), (":authority".into(), b"User.Example:10000".to_vec())]
+    fn request(path: &str) -> Vec<Header<'_>> {
+        vec![(b":path", path.as_bytes()), (b":authority", b"User.Example:10000")]
     }
 
     #[test]
@@ -157,7 +159,7 @@ mod tests {
         for (authority, host) in
             [("a.b:80", "a.b"), ("a.b", "a.b"), ("[::1]:8080", "[::1]"), ("[::1]", "[::1]"), ("", "")]
         {
-            let headers = vec![(":authority".to_string(), authority.as_bytes().to_vec())];
+            let headers: Vec<Header> = vec![(b":authority", authority.as_bytes())];
             assert_eq!(Request::new(&headers).host, host.as_bytes());
         }
     }

@@ -51,11 +51,8 @@ mod tests {
 
     #[test]
     fn reads_keys_from_headers_and_cookies() {
-        let headers = vec![
-            ("x-user-id".to_string(), b"42".to_vec()),
-            ("cookie".to_string(), b"a=1; session=abc".to_vec()),
-            ("cookie".to_string(), b"other=2".to_vec()),
-        ];
+        let headers: Vec<(&[u8], &[u8])> =
+            vec![(b"x-user-id", b"42"), (b"cookie", b"a=1; session=abc"), (b"cookie", b"other=2")];
         let r = Request::new(&headers);
         assert_eq!(StickyKey::Header("x-user-id".into()).find(&r), Some(&b"42"[..]));
         assert_eq!(StickyKey::Header("x-none".into()).find(&r), None);

@@ -12,7 +12,7 @@ for (const { module: m, name, kind } of WebAssembly.Module.imports(module)) {
 }
 const { exports } = await WebAssembly.instantiate(module, imports);
 const result = {};
-for (const fn of ["bench_decide", "bench_decide_with_copy"]) {
+for (const fn of ["bench_decide", "bench_decide_with_map"]) {
   exports[fn](20000); // warm-up: lets V8 tier up to optimised code
   const times = [];
   for (let i = 0; i < 7; i++) {

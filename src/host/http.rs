@@ -5,6 +5,7 @@
 //! call is logged, never a panic that traps the VM.
 
 use crate::config::Catalog;
+use crate::header_map;
 use crate::metrics;
 use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
 use crate::request::Request;
@@ -30,8 +31,12 @@ impl HttpContext for MeshverHttp {
         let Some(catalog) = self.catalog.clone() else {
             return Action::Continue;
         };
-        // Bytes, never the String helpers: those panic on a non-UTF-8 value and trap the VM.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        // Bytes, read in place: the SDK's helpers panic on a non-UTF-8 name or value.
+        let buffer = request_header_buffer();
+        let Some(headers) = header_map::parse(&buffer) else {
+            log::warn!("meshver[{}]: the host sent an unreadable header map; request left alone", self.context_id);
+            return Action::Continue;
+        };
         let request = Request::new(&headers);
         // The proxy's clock decides sunsets (read only when a sunset is at stake).
         let clock = || self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -109,6 +114,30 @@ impl MeshverHttp {
         if let Err(status) = sent {
             log::warn!("meshver[{}]: could not send the {} answer: {status:?}", self.context_id, problem.status());
         }
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The ABI call behind the SDK's `get_map_bytes`, whose reader allocates per header and
+    // unwraps names as UTF-8. Plain integers: the host's status need not be a known variant.
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
+
+/// The request's header map as the host serialises it ([`header_map`] reads it); empty when
+/// the host refuses.
+fn request_header_buffer() -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on success the host has written a buffer of `size` bytes that it allocated
+    // through the SDK's exported `proxy_on_memory_allocate` (a leaked `Vec<u8>` of capacity
+    // `size`), which we now own, exactly as the SDK's own `get_map_bytes` does.
+    unsafe {
+        let status = proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size);
+        if status != 0 || data.is_null() {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
     }
 }
 

@@ -75,8 +75,8 @@ pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock:
     let remove_headers = request
         .headers
         .iter()
-        .filter(|(name, _)| name.starts_with(OWNED_HEADER_PREFIX))
-        .map(|(name, _)| name.clone())
+        .filter(|(name, _)| name.starts_with(OWNED_HEADER_PREFIX.as_bytes()))
+        .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
         .collect();
     let service = catalog.services.iter().position(|s| service_matches(s, request));
     let outcome = match service {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::{self, Catalog};
+use crate::header_map::Header;
 use crate::problem::ProblemKind;
 
 fn demo() -> Catalog {
@@ -9,13 +10,10 @@ fn demo() -> Catalog {
 }
 
 /// Headers for a request: `(name, value)` pairs, pseudo-headers included.
-fn headers(path: &str, extra: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-    let mut h = vec![
-        (":method".to_string(), b"POST".to_vec()),
-        (":path".to_string(), path.as_bytes().to_vec()),
-        (":authority".to_string(), b"localhost:10000".to_vec()),
-    ];
-    h.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_vec())));
+fn headers<'a>(path: &'a str, extra: &[(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
+    let mut h: Vec<Header> =
+        vec![(b":method", b"POST"), (b":path", path.as_bytes()), (b":authority", b"localhost:10000")];
+    h.extend(extra.iter().map(|(n, v)| (n.as_bytes(), *v)));
     h
 }
 
@@ -194,10 +192,10 @@ fn hostile_input_never_panics() {
     ];
     for path in &weird {
         for value in &weird {
-            let mut h = vec![(":path".to_string(), path.clone()), (":authority".to_string(), value.clone())];
+            let mut h: Vec<Header> = vec![(b":path", path), (b":authority", value)];
             for name in ["x-api-version", "accept", "content-type", "x-meshver-route"] {
-                h.push((name.to_string(), value.clone()));
-                h.push((name.to_string(), value.clone()));
+                h.push((name.as_bytes(), value));
+                h.push((name.as_bytes(), value));
             }
             let _ = decide(&c, &Request::new(&h), 0);
         }
@@ -223,7 +221,7 @@ fn hosts_match_case_insensitively() {
         {"name":"a","match":{"hosts":["api.example.com"]},"default_version":"1","deployments":[{"version":"1.0.0"}]},
         {"name":"b","match":{"hosts":["*.svc.local"],"path_prefixes":["/b"]},"default_version":"1","deployments":[{"version":"1.0.0"}]}]}"#).unwrap();
     let service = |authority: &[u8], path: &str| {
-        let h = vec![(":path".to_string(), path.as_bytes().to_vec()), (":authority".to_string(), authority.to_vec())];
+        let h: Vec<Header> = vec![(b":path", path.as_bytes()), (b":authority", authority)];
         match decide(&c, &Request::new(&h), 0).outcome {
             Outcome::Forward(f) => Some(f.service.to_string()),
             _ => None,

@@ -1,4 +1,5 @@
-//! The decision path alone, natively: `Request::new` + `decide` over the benchmark's mix
+//! The decision path alone, natively: reading the host's header map, `Request::new` and
+//! `decide` over the benchmark's mix
 //! with the demo catalog. Envoy and V8 are not involved; see BENCHMARKS.md for those.
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -21,7 +22,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function(format!("mix of {} requests", mix.len()), |b| {
         b.iter(|| {
             for request in &mix {
-                let parsed = meshver::request::Request::new(black_box(&request.headers));
+                let headers = meshver::header_map::parse(black_box(&request.wire)).unwrap_or_default();
+                let parsed = meshver::request::Request::new(&headers);
                 black_box(meshver::resolve::decide(&catalog, &parsed, now));
             }
         })
@@ -29,7 +31,8 @@ fn bench(c: &mut Criterion) {
     for request in &mix {
         group.bench_function(&request.name, |b| {
             b.iter(|| {
-                let parsed = meshver::request::Request::new(black_box(&request.headers));
+                let headers = meshver::header_map::parse(black_box(&request.wire)).unwrap_or_default();
+                let parsed = meshver::request::Request::new(&headers);
                 black_box(meshver::resolve::decide(&catalog, &parsed, now))
             })
         });

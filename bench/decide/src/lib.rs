@@ -1,12 +1,12 @@
-//! The benchmark's request mix (bench/mix.json) as the filter's host adapter would hand it
-//! to [`meshver::resolve::decide`]: lower-case names, pseudo-headers included, raw bytes.
+//! The benchmark's request mix (bench/mix.json) as Envoy hands it to the filter: one
+//! serialised header map per request (lower-case names, pseudo-headers included, raw bytes).
 
 use std::path::Path;
 
-/// One request of the mix: its kind's name and its headers.
+/// One request of the mix: its kind's name and its header map as the host serialises it.
 pub struct MixRequest {
     pub name: String,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub wire: Vec<u8>,
 }
 
 /// Reads bench/mix.json.
@@ -34,7 +34,8 @@ pub fn load_mix(path: &Path) -> Result<Vec<MixRequest>, String> {
             // What Envoy adds before the filter runs.
             headers.push(("x-forwarded-proto".to_owned(), b"http".to_vec()));
             headers.push(("x-request-id".to_owned(), b"0b9c3a6e-6d1f-4c55-9d0a-6c2f1d3e8a11".to_vec()));
-            Ok(MixRequest { name: field("name")?.to_owned(), headers })
+            let borrowed: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())).collect();
+            Ok(MixRequest { name: field("name")?.to_owned(), wire: meshver::header_map::serialise(&borrowed) })
         })
         .collect()
 }
