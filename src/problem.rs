@@ -118,7 +118,7 @@ impl Serialize for Body<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("type", &format_args!("{TYPE_PREFIX}{}", p.kind.slug()))?;
+        map.serialize_entry("type", &p.type_uri())?;
         map.serialize_entry("title", p.kind.title())?;
         map.serialize_entry("status", &p.status())?;
         map.serialize_entry("detail", &p.detail)?;
