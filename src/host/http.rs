@@ -100,9 +100,9 @@ impl MeshverHttp {
     /// Answers the request: problem+json, or for a gRPC call the matching gRPC status (its
     /// client cannot read a JSON body) with the detail as the message.
     fn answer(&self, problem: &Problem, grpc: bool) {
-        let supported = problem.supported_versions.join(", ");
-        let type_uri = problem.type_uri();
         let sent = if grpc {
+            let supported = problem.supported_versions.join(", ");
+            let type_uri = problem.type_uri();
             let metadata =
                 vec![(SUPPORTED_VERSIONS_HEADER, supported.as_bytes()), (PROBLEM_TYPE_METADATA, type_uri.as_bytes())];
             hostcalls::send_grpc_response(grpc_status(problem.kind.grpc_code()), Some(&problem.detail), metadata)
