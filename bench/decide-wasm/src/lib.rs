@@ -14,30 +14,12 @@ struct Setup {
 }
 
 static CATALOG: &[u8] = include_bytes!("../../../examples/catalog.json");
-static MIX: &str = include_str!("../../mix.json");
+static MIX: &[u8] = include_bytes!("../../mix.json");
 
 fn setup() -> Option<Setup> {
     let catalog = meshver::config::load(CATALOG).ok()?;
-    let mix: serde_json::Value = serde_json::from_str(MIX).ok()?;
-    let host = mix["host"].as_str()?.to_owned();
-    let mut requests = Vec::new();
-    for kind in mix["kinds"].as_array()? {
-        let mut headers = vec![
-            (":method".to_owned(), kind["method"].as_str()?.as_bytes().to_vec()),
-            (":scheme".to_owned(), b"http".to_vec()),
-            (":path".to_owned(), kind["path"].as_str()?.as_bytes().to_vec()),
-            (":authority".to_owned(), host.as_bytes().to_vec()),
-            ("user-agent".to_owned(), b"meshver-bench".to_vec()),
-        ];
-        for (name, value) in kind["headers"].as_object()? {
-            headers.push((name.clone(), value.as_str()?.as_bytes().to_vec()));
-        }
-        headers.push(("x-forwarded-proto".to_owned(), b"http".to_vec()));
-        headers.push(("x-request-id".to_owned(), b"0b9c3a6e-6d1f-4c55-9d0a-6c2f1d3e8a11".to_vec()));
-        let borrowed: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())).collect();
-        requests.push(meshver::header_map::serialise(&borrowed));
-    }
-    Some(Setup { catalog, mix: requests })
+    let mix = meshver_bench_mix::parse_mix(MIX).ok()?;
+    Some(Setup { catalog, mix: mix.into_iter().map(|request| request.wire).collect() })
 }
 
 /// Runs the whole mix `rounds` times over header maps read once beforehand: `decide` alone.

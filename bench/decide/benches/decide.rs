@@ -3,7 +3,7 @@
 //! with the demo catalog. Envoy and V8 are not involved; see BENCHMARKS.md for those.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use meshver_bench_decide::load_mix;
+use meshver_bench_mix::load_mix;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;

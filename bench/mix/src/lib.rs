@@ -12,7 +12,12 @@ pub struct MixRequest {
 /// Reads bench/mix.json.
 pub fn load_mix(path: &Path) -> Result<Vec<MixRequest>, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mix: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_mix(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The mix from the text of bench/mix.json (bench/decide-wasm embeds it: no files in the VM).
+pub fn parse_mix(text: &[u8]) -> Result<Vec<MixRequest>, String> {
+    let mix: serde_json::Value = serde_json::from_slice(text).map_err(|e| e.to_string())?;
     let host = mix["host"].as_str().unwrap_or("bench.local");
     let kinds = mix["kinds"].as_array().ok_or("mix.json has no kinds")?;
     kinds
