@@ -11,6 +11,8 @@ VENV_STAMP := $(VENV)/.installed
 build:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET)
+	@# Keep only the callbacks meshver implements (src/host/mod.rs says why).
+	cargo run --quiet -p meshver-trim-exports -- $(WASM)
 	@wc -c < $(WASM) | awk '{ printf "$(WASM): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
 
 # The operator CLI, target/release/meshver (a native binary; none of its crates reach the module).

@@ -4,6 +4,7 @@
 //! Host calls go through `hostcalls` where the SDK's trait helpers would unwrap: a refused
 //! call is logged, never a panic that traps the VM.
 
+use super::counters::Counters;
 use crate::config::Catalog;
 use crate::header_map;
 use crate::metrics;
@@ -19,7 +20,7 @@ use std::time::UNIX_EPOCH;
 pub struct MeshverHttp {
     pub context_id: u32,
     pub catalog: Option<Rc<Catalog>>,
-    pub counters: Rc<Vec<u32>>,
+    pub counters: Rc<Counters>,
     /// Set when the request was forwarded, for the response's lifecycle headers.
     pub served_by: Option<ServedBy>,
 }
@@ -41,9 +42,7 @@ impl HttpContext for MeshverHttp {
         // The proxy's clock decides sunsets (read only when a sunset is at stake).
         let clock = || self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let plan = decide_with_clock(&catalog, &request, clock);
-        if let Some(id) = self.counters.get(metrics::slot(&catalog, &plan)) {
-            let _ = hostcalls::increment_metric(*id, 1);
-        }
+        self.counters.count(metrics::slot(&catalog, &plan));
         for name in &plan.remove_headers {
             self.set_request_header(name, None);
         }

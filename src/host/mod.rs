@@ -1,11 +1,21 @@
 //! The host adapter: the only code that calls proxy-wasm. It moves bytes between Envoy
 //! and [`crate::resolve`], and decides nothing itself.
 
+mod counters;
 mod http;
 mod root;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
+
+/// The callbacks this adapter implements (with the allocator the host writes through). The
+/// SDK exports a do-nothing default for every other one, and Envoy enters the VM for each
+/// callback the module exports; the build step `tools/trim-exports` reads this list and
+/// removes the other `proxy_on_*` exports. Implementing a new callback means naming it here.
+#[link_section = "meshver.callbacks"]
+#[used]
+static CALLBACKS: [u8; 148] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
+    proxy_on_context_create proxy_on_request_headers proxy_on_response_headers proxy_on_delete";
 
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic at critical level.

@@ -1,18 +1,19 @@
-//! The root context: loads the catalog on configure and hands it to each request.
+//! The root context: loads the catalog on configure and hands it to each request; flushes
+//! the requests' counts to the host on each tick.
 
+use super::counters::{Counters, FLUSH_PERIOD};
 use super::http::MeshverHttp;
 use crate::config::{self, Catalog};
 use crate::metrics::counter_names;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MetricType};
+use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 
 #[derive(Default)]
 pub struct MeshverRoot {
     catalog: Option<Rc<Catalog>>,
-    /// Host ids of the counters, in `metrics::counter_names` order (defined once per config).
-    counters: Rc<Vec<u32>>,
+    /// Defined once per configuration, shared with every request.
+    counters: Rc<Counters>,
 }
 
 impl Context for MeshverRoot {}
@@ -23,13 +24,10 @@ impl RootContext for MeshverRoot {
         match config::load(&raw) {
             Ok(catalog) => {
                 log::info!("meshver: loaded {} service(s)", catalog.services.len());
-                // A counter the host refuses gets an id no counter has, so counting it is a no-op.
-                let ids = counter_names(&catalog)
-                    .iter()
-                    .map(|name| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(u32::MAX))
-                    .collect();
-                self.counters = Rc::new(ids);
+                self.counters.flush();
+                self.counters = Rc::new(Counters::define(&counter_names(&catalog)));
                 self.catalog = Some(Rc::new(catalog));
+                self.set_tick_period(FLUSH_PERIOD);
                 true
             }
             Err(errors) => {
@@ -40,6 +38,10 @@ impl RootContext for MeshverRoot {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.counters.flush();
     }
 
     fn get_type(&self) -> Option<ContextType> {
