@@ -161,14 +161,20 @@ def set_header(key, value):
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
-def route_action(services, key):
-    """Where a route key goes: a line (weighted, sticky header, runtime weights) or one cluster."""
+def route_action(services, key, lifecycles=None):
+    """Where a route key goes: a line (weighted, sticky header, runtime weights) or one cluster.
+    With `lifecycles`, each weighted cluster announces its deployment's lifecycle itself."""
     for s in services:
         for line in s["lines"].values():
             if line["route"] == key:
+                clusters = []
+                for c, w in line["clusters"]:
+                    cluster = {"name": c, "weight": w}
+                    if lifecycles and lifecycles.get(c):
+                        cluster["response_headers_to_add"] = lifecycle_response_headers(lifecycles, c)
+                    clusters.append(cluster)
                 return {"timeout": "5s", "weighted_clusters": {
-                    "clusters": [{"name": c, "weight": w} for c, w in line["clusters"]],
-                    "header_name": "x-meshver-sticky", "runtime_key_prefix": f"routing.{key}"}}
+                    "clusters": clusters, "header_name": "x-meshver-sticky", "runtime_key_prefix": f"routing.{key}"}}
     return {"timeout": "5s", "cluster": key}
 
 
@@ -177,13 +183,18 @@ def lifecycle_response_headers(lifecycles, key):
 
 
 def header_routes(services, lifecycles):
-    """Arms B and C: the filter names the route in x-meshver-route (as `meshver render envoy` does)."""
+    """Arms B and C: the filter names the route in x-meshver-route, and a deprecated
+    deployment's route or weighted cluster adds its lifecycle headers (as `meshver render
+    envoy` does)."""
     routes = []
-    keys = [d for s in services for d in s["deployments"]] + \
-           [line["route"] for s in services for line in s["lines"].values()]
+    deployments = [d for s in services for d in s["deployments"]]
+    keys = deployments + [line["route"] for s in services for line in s["lines"].values()]
     for key in keys:
-        routes.append({"match": {"prefix": "/", "headers": [
-            {"name": "x-meshver-route", "string_match": {"exact": key}}]}, "route": route_action(services, key)})
+        route = {"match": {"prefix": "/", "headers": [{"name": "x-meshver-route", "string_match": {"exact": key}}]},
+                 "route": route_action(services, key, lifecycles)}
+        if key in deployments and lifecycles.get(key):
+            route["response_headers_to_add"] = lifecycle_response_headers(lifecycles, key)
+        routes.append(route)
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     return virtual_host(routes)
 
@@ -298,7 +309,7 @@ def wasm_filter(name, path, configuration):
                                  "code": {"local": {"filename": str(path)}}}}}}
 
 
-def lua_catalog(services, lifecycles):
+def lua_catalog(services):
     """The demo catalog as the Lua table bench/lua/meshver.lua reads."""
     def lua(v):
         if isinstance(v, dict):
@@ -319,16 +330,10 @@ def lua_catalog(services, lifecycles):
         deployments = []
         for key, version in zip(s["deployments"], s["versions"]):
             major, minor, patch = (int(x) for x in version.split("."))
-            d = {"route": key, "major": major, "minor": minor, "patch": patch}
-            if lifecycles.get(key):
-                d["lifecycle"] = lifecycles[key]
-            deployments.append(d)
+            deployments.append({"route": key, "major": major, "minor": minor, "patch": patch})
         lines = {}
         for major, line in s["lines"].items():
-            entry = {"route": line["route"], "size": len(line["clusters"])}
-            if line["lifecycle"]:
-                entry["lifecycle"] = line["lifecycle"]
-            lines[major] = entry
+            lines[major] = {"route": line["route"], "size": len(line["clusters"])}
         svc = {"name": s["name"], "prefixes": s["prefixes"], "sources": s["sources"],
                "version_header": s["version_header"], "query_param": s["query_param"],
                "supported": s["versions"], "deployments": deployments, "lines": lines,
@@ -351,7 +356,7 @@ def front_config(arm, admin_port, port, upstream_ports, services, lifecycles, ca
     elif arm == "C":
         filters, routes = [wasm_filter("meshver", MESHVER_WASM, catalog_text)], header_routes(services, lifecycles)
     else:
-        code = lua_catalog(services, lifecycles) + LUA_PATH.read_text()
+        code = lua_catalog(services) + LUA_PATH.read_text()
         filters = [{"name": "envoy.filters.http.lua", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
             "default_source_code": {"inline_string": code}}}]

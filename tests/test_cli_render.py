@@ -111,6 +111,18 @@ def test_rendered_routes_follow_the_catalog():
     # Newest first, weights from the catalog.
     assert [(c["name"], c["weight"]) for c in line["clusters"]] == [("user-2.1.0", 10), ("user-2.0.3", 90)]
     assert routes[-1]["direct_response"]["status"] == 404
+    # The deprecated 1.4.0 announces itself on its pinned route and in its line; others do not.
+    lifecycle = [{"header": {"key": "deprecation", "value": "@1767225600"},
+                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                 {"header": {"key": "sunset", "value": "Wed, 30 Jun 2027 00:00:00 GMT"},
+                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+                 {"header": {"key": "link", "value": '<https://api.example.com/docs/user/v2>; rel="successor-version"'},
+                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+    pinned = {r["route"]["cluster"]: r for r in routes if "cluster" in r.get("route", {})}
+    assert pinned["user-1.4.0"]["response_headers_to_add"] == lifecycle
+    assert by_key["user-v1"]["weighted_clusters"]["clusters"][0]["response_headers_to_add"] == lifecycle
+    assert "response_headers_to_add" not in pinned["user-2.1.0"]
+    assert all("response_headers_to_add" not in c for c in line["clusters"])
     # Pinned routes, then lines, then the 404.
     kinds = ["pinned" if "cluster" in r.get("route", {}) else "line" if "route" in r else "404" for r in routes]
     assert kinds == sorted(kinds, key=["pinned", "line", "404"].index)
@@ -250,6 +262,17 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
     for path in shipped:
         docs = validate_manifests(path.read_text())
         assert {d["kind"] for d in docs} == {"WasmPlugin", "DestinationRule", "VirtualService"}
+    # The deprecated user 1.4.0 announces itself wherever a route sends there, and only there.
+    user = next(d for d in validate_manifests(DEMO_ISTIO.read_text())
+                if d["kind"] == "VirtualService" and d["metadata"]["name"] == "user")
+    for route in user["spec"]["http"]:
+        for to in route["route"]:
+            sent = to.get("headers", {}).get("response", {}).get("set")
+            if to["destination"]["subset"] == "user-1-4-0":
+                assert sent["deprecation"] == "@1767225600" and sent["sunset"] == "Wed, 30 Jun 2027 00:00:00 GMT", to
+                assert sent["link"] == '<https://api.example.com/docs/user/v2>; rel="successor-version"'
+            else:
+                assert sent is None, to
 
 
 def test_istio_rendering_with_options_is_valid():

@@ -5,6 +5,8 @@
 -- enabled source, parse it, refuse disagreement, narrow deployments by the caret range,
 -- pick the line's route (whole line) or the newest deployment's (pinned), set the route
 -- and version headers, strip the version from the path, or answer with problem+json.
+-- Like meshver, it leaves the response alone: the route config (shared with arm C, as
+-- `meshver render envoy` writes it) adds a deprecated deployment's lifecycle headers.
 
 local OWNED_PREFIX = "x-meshver-"
 
@@ -229,8 +231,8 @@ function envoy_on_request(handle)
 
   local newest = candidates[#candidates]
   local line = service.lines[newest.major]
-  local route, lifecycle = newest.route, newest.lifecycle
-  if line and line.size == #candidates then route, lifecycle = line.route, line.lifecycle end
+  local route = newest.route
+  if line and line.size == #candidates then route = line.route end
   headers:replace(CATALOG.route_header, route)
   headers:replace(service.version_header, text)
   if used.path or used.suffix or used.query then
@@ -247,17 +249,5 @@ function envoy_on_request(handle)
     end
     headers:replace(":path", p)
   end
-  if lifecycle then
-    handle:streamInfo():dynamicMetadata():set("meshver", "lifecycle", lifecycle)
-  end
   handle:clearRouteCache()
-end
-
-function envoy_on_response(handle)
-  local meta = handle:streamInfo():dynamicMetadata():get("meshver")
-  local lifecycle = meta and meta["lifecycle"]
-  if lifecycle then
-    local headers = handle:headers()
-    for name, value in pairs(lifecycle) do headers:replace(name, value) end
-  end
 end

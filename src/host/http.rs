@@ -1,5 +1,6 @@
-//! Per-request context: read the headers as bytes, decide, apply the plan; on the way
-//! back, announce the serving deployment's deprecation and sunset.
+//! Per-request context: read the headers as bytes, decide, apply the plan. Nothing happens
+//! on the way back: the deprecation and sunset of the deployment that served are announced
+//! by the mesh's route config (`meshver render`), so a response never enters the VM.
 //!
 //! Host calls go through `hostcalls` where the SDK's trait helpers would unwrap: a refused
 //! call is logged, never a panic that traps the VM.
@@ -10,7 +11,7 @@ use crate::header_map;
 use crate::metrics;
 use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
 use crate::request::Request;
-use crate::resolve::{decide_with_clock, lifecycle_headers, Outcome, ServedBy};
+use crate::resolve::{decide_with_clock, Outcome};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
@@ -21,8 +22,6 @@ pub struct MeshverHttp {
     pub context_id: u32,
     pub catalog: Option<Rc<Catalog>>,
     pub counters: Rc<Counters>,
-    /// Set when the request was forwarded, for the response's lifecycle headers.
-    pub served_by: Option<ServedBy>,
 }
 
 impl Context for MeshverHttp {}
@@ -56,7 +55,6 @@ impl HttpContext for MeshverHttp {
                     self.set_request_header(":path", Some(path));
                 }
                 log::debug!("meshver[{}]: {} -> route {}", self.context_id, forward.service, forward.route);
-                self.served_by = Some(forward.served_by);
                 Action::Continue
             }
             Outcome::Reject(problem) => {
@@ -71,20 +69,6 @@ impl HttpContext for MeshverHttp {
                 Action::Pause
             }
         }
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let (Some(catalog), Some(served)) = (self.catalog.clone(), self.served_by.take()) else {
-            return Action::Continue;
-        };
-        let cluster =
-            || self.get_property(vec!["xds", "cluster_name"]).or_else(|| self.get_property(vec!["cluster_name"]));
-        for (name, value) in lifecycle_headers(&catalog, served, cluster) {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-                log::warn!("meshver[{}]: could not set response header {name}: {status:?}", self.context_id);
-            }
-        }
-        Action::Continue
     }
 }
 

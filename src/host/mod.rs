@@ -14,8 +14,8 @@ use proxy_wasm::types::LogLevel;
 /// removes the other `proxy_on_*` exports. Implementing a new callback means naming it here.
 #[link_section = "meshver.callbacks"]
 #[used]
-static CALLBACKS: [u8; 148] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
-    proxy_on_context_create proxy_on_request_headers proxy_on_response_headers proxy_on_delete";
+static CALLBACKS: [u8; 122] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
+    proxy_on_context_create proxy_on_request_headers proxy_on_delete";
 
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic at critical level.

@@ -53,7 +53,6 @@ impl RootContext for MeshverRoot {
             context_id,
             catalog: self.catalog.clone(),
             counters: Rc::clone(&self.counters),
-            served_by: None,
         }))
     }
 }

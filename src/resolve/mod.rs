@@ -46,22 +46,10 @@ pub enum Outcome<'c> {
 pub struct Forward<'c> {
     pub service: &'c str,
     pub route: &'c str,
-    /// Who serves it, for the lifecycle headers of the response.
-    pub served_by: ServedBy,
     /// Headers to set (replacing any value), in order.
     pub set_headers: Vec<(&'c str, Cow<'c, [u8]>)>,
     /// A new `:path`, when the version was stripped from it.
     pub path: Option<Vec<u8>>,
-}
-
-/// Which deployments may serve a forwarded request: indexes into the catalog, so the host
-/// can keep it until the response without borrowing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServedBy {
-    pub service: usize,
-    /// Pinned to one deployment; `None` when the mesh picks within the line of `major`.
-    pub deployment: Option<usize>,
-    pub major: u64,
 }
 
 /// Decides what happens to one request at `now` (unix seconds, the proxy's clock).
@@ -89,27 +77,6 @@ pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock:
     Plan { remove_headers, service, outcome }
 }
 
-/// `Deprecation`, `Sunset` and `Link` for a response. For a line route whose deployments
-/// differ, `cluster` is asked for the upstream cluster Envoy picked (named like the
-/// deployment's route key); without an answer, nothing is sent rather than a guess.
-pub fn lifecycle_headers(
-    catalog: &Catalog,
-    served: ServedBy,
-    cluster: impl FnOnce() -> Option<Vec<u8>>,
-) -> &[(&'static str, String)] {
-    let Some(service) = catalog.services.get(served.service) else { return &[] };
-    if let Some(deployment) = served.deployment.and_then(|i| service.deployments.get(i)) {
-        return &deployment.lifecycle.response_headers;
-    }
-    let mut line = service.deployments.iter().filter(|d| d.version.major == served.major);
-    let first = line.clone().next().map_or(&[][..], |d| d.lifecycle.response_headers.as_slice());
-    if line.clone().all(|d| d.lifecycle.response_headers == first) {
-        return first;
-    }
-    let picked = cluster();
-    line.find(|d| picked.as_deref() == Some(d.route.as_bytes())).map_or(&[], |d| &d.lifecycle.response_headers)
-}
-
 fn route<'c>(
     catalog: &'c Catalog,
     index: usize,
@@ -130,12 +97,8 @@ fn route<'c>(
         (None, Some(_)) => None,
         (None, None) => Some(default_version(service)?),
     };
-    let mut candidates: Vec<(usize, &Deployment)> = service
-        .deployments
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| asked.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version)))
-        .collect();
+    let mut candidates: Vec<&Deployment> =
+        service.deployments.iter().filter(|d| asked.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version))).collect();
     if candidates.is_empty() {
         let (version, text) = asked.unwrap_or((RequestedVersion { major: 0, minor: None, patch: None }, String::new()));
         let detail = format!(
@@ -149,7 +112,7 @@ fn route<'c>(
 
     // 2. The caller's requirement.
     if let Some(range) = &requirement {
-        candidates.retain(|(_, d)| range.matches(&d.version));
+        candidates.retain(|d| range.matches(&d.version));
         if candidates.is_empty() {
             let who = caller.as_ref().map_or_else(|| "the caller".to_owned(), ToString::to_string);
             let asked_text = asked.as_ref().map_or(String::new(), |(_, t)| format!(" and version {t} was requested"));
@@ -170,8 +133,8 @@ fn route<'c>(
     // 3. What the deployments accept of this caller.
     if let Some(caller) = &caller {
         let refusals: Vec<(&Deployment, String)> =
-            candidates.iter().filter_map(|(_, d)| d.refuses(caller).map(|r| (*d, r.to_string()))).collect();
-        candidates.retain(|(_, d)| d.refuses(caller).is_none());
+            candidates.iter().filter_map(|d| d.refuses(caller).map(|r| (*d, r.to_string()))).collect();
+        candidates.retain(|d| d.refuses(caller).is_none());
         if candidates.is_empty() {
             let why: Vec<String> = refusals
                 .iter()
@@ -190,11 +153,11 @@ fn route<'c>(
     }
 
     // 4. Sunset.
-    let now = candidates.iter().any(|(_, d)| d.lifecycle.sunset_at.is_some()).then(clock);
+    let now = candidates.iter().any(|d| d.lifecycle.sunset_at.is_some()).then(clock);
     let gone = |d: &Deployment| now.is_some_and(|now| d.lifecycle.is_gone(now));
-    let sunset: Vec<&Deployment> = candidates.iter().filter(|(_, d)| gone(d)).map(|(_, d)| *d).collect();
-    candidates.retain(|(_, d)| !gone(d));
-    let Some(&(newest_index, newest)) = candidates.last() else {
+    let sunset: Vec<&Deployment> = candidates.iter().filter(|d| gone(d)).copied().collect();
+    candidates.retain(|d| !gone(d));
+    let Some(&newest) = candidates.last() else {
         let successor = sunset.iter().rev().find_map(|d| d.lifecycle.successor.clone());
         let versions: Vec<String> = sunset.iter().map(|d| d.version.to_string()).collect();
         let advice = successor.as_ref().map_or(String::new(), |s| format!(" Move to version {s}."));
@@ -210,7 +173,6 @@ fn route<'c>(
     let major = newest.version.major;
     let whole_line = service.line(major).filter(|line| line.size == candidates.len());
     let route = whole_line.map_or(newest.route.as_str(), |line| line.route.as_str());
-    let served_by = ServedBy { service: index, deployment: whole_line.is_none().then_some(newest_index), major };
 
     let mut set_headers = vec![(catalog.route_header.as_str(), Cow::Borrowed(route.as_bytes()))];
     if service.set_version_header {
@@ -231,7 +193,7 @@ fn route<'c>(
         set_headers.push((STICKY_HEADER, Cow::Owned(bucket(key).into_bytes())));
     }
     let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
-    Ok(Forward { service: &service.name, route, served_by, set_headers, path })
+    Ok(Forward { service: &service.name, route, set_headers, path })
 }
 
 type CallerAndRequirement<'c> = (Option<Cow<'c, CallerIdentity>>, Option<Cow<'c, VersionReq>>);

@@ -332,36 +332,6 @@ fn sunset_versions_are_gone() {
 }
 
 #[test]
-fn responses_carry_the_lifecycle_of_who_served() {
-    let c = mesh_catalog("");
-    let h = headers("/login", &[]);
-    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
-    let sent = lifecycle_headers(&c, f.served_by, || None);
-    assert_eq!(sent.iter().map(|(n, _)| *n).collect::<Vec<_>>(), ["deprecation", "sunset", "link"]);
-    assert_eq!(sent[0].1, "@1767225600");
-    assert_eq!(sent[1].1, "Tue, 01 Jan 2030 00:00:00 GMT");
-    assert_eq!(sent[2].1, "<https://docs.example.com/user/v2>; rel=\"successor-version\"");
-    let h = headers("/login", &[("x-api-version", b"2")]);
-    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
-    assert!(lifecycle_headers(&c, f.served_by, || None).is_empty());
-}
-
-#[test]
-fn deployment_lifecycles_within_a_line_are_told_apart_by_cluster() {
-    let c = config::load(
-        br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
-        {"version":"2.0.0","lifecycle":{"deprecated":"2026-01-01"}},{"version":"2.1.0"}]}]}"#,
-    )
-    .unwrap();
-    let h = headers("/x", &[]);
-    let Outcome::Forward(f) = decide(&c, &Request::new(&h), 0).outcome else { panic!() };
-    assert_eq!(f.route, "s-v2");
-    assert_eq!(lifecycle_headers(&c, f.served_by, || Some(b"s-2.0.0".to_vec())).len(), 1);
-    assert!(lifecycle_headers(&c, f.served_by, || Some(b"s-2.1.0".to_vec())).is_empty());
-    assert!(lifecycle_headers(&c, f.served_by, || None).is_empty());
-}
-
-#[test]
 fn sticky_keys_become_buckets() {
     let c = mesh_catalog("");
     let (_, set) = outcome(&c, &[("x-user-id", b"alice")], 0).unwrap();

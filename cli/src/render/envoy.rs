@@ -4,6 +4,7 @@ use super::{compact_json, STICKY_HEADER};
 use crate::catalog::{configured_weights, line_deployments, load_file_with, runtime_prefix};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, MeshFile};
+use meshver::config::Deployment;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -163,15 +164,18 @@ fn wasm_filter(listener: &str, wasm: &Path, catalog: &[u8]) -> Value {
 }
 
 /// Pinned routes, then one weighted route per line (newest first, sticky header), then a 404.
+/// A deprecated deployment's answers get its lifecycle headers from its route or its weighted
+/// cluster: Envoy adds them to whatever that deployment answers, whoever picked it.
 fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
     let header = &catalog.route_header;
     let on_key = |key: &str| json!({"prefix": "/", "headers": [{"name": header, "string_match": {"exact": key}}]});
     let mut routes = Vec::new();
     for service in &catalog.services {
         for deployment in &service.deployments {
-            routes.push(
-                json!({"match": on_key(&deployment.route), "route": {"cluster": deployment.route, "timeout": "5s"}}),
-            );
+            let mut route =
+                json!({"match": on_key(&deployment.route), "route": {"cluster": deployment.route, "timeout": "5s"}});
+            announce_lifecycle(&mut route, deployment);
+            routes.push(route);
         }
     }
     for service in &catalog.services {
@@ -180,8 +184,16 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
             let weights = configured_weights(deployments);
             // Newest first: with sticky numbers, a client below the new weight stays on the
             // new version as that weight grows, so clients only ever move from old to new.
-            let clusters: Vec<Value> =
-                deployments.iter().zip(weights).rev().map(|(d, w)| json!({"name": d.route, "weight": w})).collect();
+            let clusters: Vec<Value> = deployments
+                .iter()
+                .zip(weights)
+                .rev()
+                .map(|(d, w)| {
+                    let mut cluster = json!({"name": d.route, "weight": w});
+                    announce_lifecycle(&mut cluster, d);
+                    cluster
+                })
+                .collect();
             routes.push(json!({"match": on_key(&line.route), "route": {
                 "weighted_clusters": {
                     "runtime_key_prefix": runtime_prefix(line),
@@ -199,4 +211,19 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
     }));
     routes
+}
+
+/// Adds the deployment's `Deprecation`, `Sunset` and `Link` (as the catalog made them) to the
+/// answers of a route or weighted cluster, replacing any the upstream sent.
+fn announce_lifecycle(target: &mut Value, deployment: &Deployment) {
+    let headers = &deployment.lifecycle.response_headers;
+    if let (false, Some(target)) = (headers.is_empty(), target.as_object_mut()) {
+        let add: Vec<Value> = headers
+            .iter()
+            .map(|(name, value)| {
+                json!({"header": {"key": name, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"})
+            })
+            .collect();
+        target.insert("response_headers_to_add".to_owned(), Value::Array(add));
+    }
 }

@@ -115,7 +115,16 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
             .cloned()
             .unwrap_or_default()
     };
-    let destination = |route: &str| json!({"host": host, "subset": subset_of(route)});
+    // A deprecated deployment's answers carry its lifecycle headers, whichever route sent there.
+    let destination = |route: &str| {
+        let mut to = json!({"destination": {"host": host, "subset": subset_of(route)}});
+        let lifecycle = service.deployments.iter().find(|d| d.route == route).map(|d| &d.lifecycle.response_headers);
+        if let Some(headers) = lifecycle.filter(|headers| !headers.is_empty()) {
+            let set: serde_json::Map<String, Value> = headers.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
+            to["headers"] = json!({"response": {"set": set}});
+        }
+        to
+    };
     // The filter's headers are for routing only: upstreams never see them.
     let strip = json!({"request": {"remove": [route_header, STICKY_HEADER]}});
     let mut routes = Vec::new();
@@ -123,7 +132,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
         routes.push(json!({
             "name": sanitize(&d.route),
             "match": [{"headers": {route_header: {"exact": d.route}}}],
-            "route": [{"destination": destination(&d.route)}],
+            "route": [destination(&d.route)],
             "headers": strip,
         }));
     }
@@ -143,7 +152,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
                             route_header: {"exact": line.route},
                             STICKY_HEADER: {"regex": regex},
                         }}],
-                        "route": [{"destination": destination(&d.route)}],
+                        "route": [destination(&d.route)],
                         "headers": strip,
                     }));
                 }
@@ -153,8 +162,11 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
         routes.push(json!({
             "name": sanitize(&line.route),
             "match": [{"headers": {route_header: {"exact": line.route}}}],
-            "route": newest_first.iter().map(|(d, w)| json!({"destination": destination(&d.route), "weight": w}))
-                .collect::<Vec<_>>(),
+            "route": newest_first.iter().map(|(d, w)| {
+                let mut to = destination(&d.route);
+                to["weight"] = json!(w);
+                to
+            }).collect::<Vec<_>>(),
             "headers": strip,
         }));
     }
