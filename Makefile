@@ -53,6 +53,7 @@ clean:
 bench: build venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
+	cargo run --quiet -p meshver-trim-exports -- target/$(WASM_TARGET)/release/meshver_bench_empty_filter.wasm
 	cargo build --release -p meshver-bench-openloop
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
