@@ -54,7 +54,9 @@ impl Stats {
     /// What the CLI reads about one cluster (a deployment).
     pub fn cluster(&self, cluster: &str) -> ClusterSample {
         ClusterSample {
-            requests: self.counter(&format!("cluster.{cluster}.upstream_rq_total")),
+            // Completed, not started: 5xx count on completion, so over an interval a request
+            // started before it would otherwise count as an error but not as a request.
+            requests: self.counter(&format!("cluster.{cluster}.upstream_rq_completed")),
             errors: self.counter(&format!("cluster.{cluster}.upstream_rq_5xx")),
             latency: self.histograms.get(&format!("cluster.{cluster}.upstream_rq_time")).cloned().unwrap_or_default(),
         }
@@ -181,9 +183,9 @@ mod tests {
 
     /// Captured from Envoy 1.40: `/stats?format=json&histogram_buckets=detailed`, trimmed.
     const SAMPLE: &str = r#"{"stats":[
-        {"name":"cluster.user-2.1.0.upstream_rq_total","value":108},
+        {"name":"cluster.user-2.1.0.upstream_rq_completed","value":108},
         {"name":"cluster.user-2.1.0.upstream_rq_5xx","value":41},
-        {"name":"cluster.user-2.0.3.upstream_rq_total","value":32},
+        {"name":"cluster.user-2.0.3.upstream_rq_completed","value":32},
         {"histograms":{"supported_percentiles":[0,25,50,75,90,95,99,99.5,99.9,100],"details":[
           {"name":"cluster.user-2.1.0.upstream_rq_time","totals":[
             {"lower_bound":0,"width":0,"count":8},{"lower_bound":41,"width":1,"count":2},

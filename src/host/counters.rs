@@ -1,14 +1,10 @@
 //! The filter's counters as the host sees them. A request counts in VM memory; the root
-//! context hands the sums to the host once per [`FLUSH_PERIOD`], so a request costs no host
-//! call for its counter (Envoy's stats are read seconds apart anyway).
+//! context hands the sums to the host each tick (`root::TICK_PERIOD`), so a request costs no
+//! host call for its counter (Envoy's stats are read seconds apart anyway).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::cell::Cell;
-use std::time::Duration;
-
-/// How often the counts reach Envoy's stats: the most a reader can see them lag.
-pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct Counters {
@@ -21,10 +17,8 @@ pub struct Counters {
 impl Counters {
     /// Defines the named counters with the host (once per configuration).
     pub fn define(names: &[String]) -> Counters {
-        let ids: Vec<u32> = names
-            .iter()
-            .map(|name| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(u32::MAX))
-            .collect();
+        let ids: Vec<u32> =
+            names.iter().map(|name| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(u32::MAX)).collect();
         let pending = ids.iter().map(|_| Cell::new(0)).collect();
         Counters { ids, pending }
     }

@@ -11,17 +11,19 @@ use crate::header_map;
 use crate::metrics;
 use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
 use crate::request::Request;
-use crate::resolve::{decide_with_clock, Outcome};
+use crate::resolve::{decide, Outcome};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
+use std::cell::Cell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 pub struct MeshverHttp {
     pub context_id: u32,
     pub catalog: Option<Rc<Catalog>>,
     pub counters: Rc<Counters>,
+    /// The proxy's clock as of the root's last tick.
+    pub now: Rc<Cell<i64>>,
 }
 
 impl Context for MeshverHttp {}
@@ -38,9 +40,7 @@ impl HttpContext for MeshverHttp {
             return Action::Continue;
         };
         let request = Request::new(&headers);
-        // The proxy's clock decides sunsets (read only when a sunset is at stake).
-        let clock = || self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let plan = decide_with_clock(&catalog, &request, clock);
+        let plan = decide(&catalog, &request, self.now.get());
         self.counters.count(metrics::slot(&catalog, &plan));
         for name in &plan.remove_headers {
             self.set_request_header(name, None);

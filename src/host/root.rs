@@ -1,19 +1,34 @@
-//! The root context: loads the catalog on configure and hands it to each request; flushes
-//! the requests' counts to the host on each tick.
+//! The root context: loads the catalog on configure and hands it to each request. Each tick
+//! it flushes the requests' counts to the host and reads the proxy's clock for them, so a
+//! request makes no host call for either.
 
-use super::counters::{Counters, FLUSH_PERIOD};
+use super::counters::Counters;
 use super::http::MeshverHttp;
 use crate::config::{self, Catalog};
 use crate::metrics::counter_names;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// How often counts reach Envoy's stats and the clock is read: the most either can lag.
+pub const TICK_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct MeshverRoot {
     catalog: Option<Rc<Catalog>>,
     /// Defined once per configuration, shared with every request.
     counters: Rc<Counters>,
+    /// The proxy's clock (unix seconds) as of the last tick: sunsets are decided by it, to the
+    /// second.
+    now: Rc<Cell<i64>>,
+}
+
+impl MeshverRoot {
+    fn read_clock(&self) {
+        self.now.set(self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
+    }
 }
 
 impl Context for MeshverRoot {}
@@ -27,7 +42,8 @@ impl RootContext for MeshverRoot {
                 self.counters.flush();
                 self.counters = Rc::new(Counters::define(&counter_names(&catalog)));
                 self.catalog = Some(Rc::new(catalog));
-                self.set_tick_period(FLUSH_PERIOD);
+                self.read_clock();
+                self.set_tick_period(TICK_PERIOD);
                 true
             }
             Err(errors) => {
@@ -42,6 +58,7 @@ impl RootContext for MeshverRoot {
 
     fn on_tick(&mut self) {
         self.counters.flush();
+        self.read_clock();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -53,6 +70,7 @@ impl RootContext for MeshverRoot {
             context_id,
             catalog: self.catalog.clone(),
             counters: Rc::clone(&self.counters),
+            now: Rc::clone(&self.now),
         }))
     }
 }

@@ -54,12 +54,6 @@ pub struct Forward<'c> {
 
 /// Decides what happens to one request at `now` (unix seconds, the proxy's clock).
 pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan<'c> {
-    decide_with_clock(catalog, request, || now)
-}
-
-/// [`decide`], reading the clock only when a deployment that could serve has a sunset: a
-/// clock read is a host call, which most requests need not pay for.
-pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock: impl FnOnce() -> i64) -> Plan<'c> {
     let remove_headers = request
         .headers
         .iter()
@@ -69,7 +63,7 @@ pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock:
     let service = catalog.services.iter().position(|s| service_matches(s, request));
     let outcome = match service {
         None => Outcome::PassThrough,
-        Some(index) => match route(catalog, index, request, clock) {
+        Some(index) => match route(catalog, index, request, now) {
             Ok(forward) => Outcome::Forward(forward),
             Err(problem) => Outcome::Reject(problem),
         },
@@ -77,12 +71,7 @@ pub fn decide_with_clock<'c>(catalog: &'c Catalog, request: &Request<'_>, clock:
     Plan { remove_headers, service, outcome }
 }
 
-fn route<'c>(
-    catalog: &'c Catalog,
-    index: usize,
-    request: &Request<'_>,
-    clock: impl FnOnce() -> i64,
-) -> Result<Forward<'c>, Problem> {
+fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64) -> Result<Forward<'c>, Problem> {
     let Some(service) = catalog.services.get(index) else {
         return Err(problem_without_service(index));
     };
@@ -153,8 +142,7 @@ fn route<'c>(
     }
 
     // 4. Sunset.
-    let now = candidates.iter().any(|d| d.lifecycle.sunset_at.is_some()).then(clock);
-    let gone = |d: &Deployment| now.is_some_and(|now| d.lifecycle.is_gone(now));
+    let gone = |d: &Deployment| d.lifecycle.is_gone(now);
     let sunset: Vec<&Deployment> = candidates.iter().filter(|d| gone(d)).copied().collect();
     candidates.retain(|d| !gone(d));
     let Some(&newest) = candidates.last() else {

@@ -374,19 +374,3 @@ fn writes_the_version_header_only_when_it_changes() {
     assert_eq!(writes(&[("x-api-version", b"2"), ("x-api-version", b"2")]), 1, "a repeated header becomes one");
     assert_eq!(writes(&[]), 1, "the default applied");
 }
-
-#[test]
-fn reads_the_clock_only_when_a_candidate_has_a_sunset() {
-    let c = demo();
-    let reads = |version: &[u8]| {
-        let h = headers("/register", &[("x-api-version", version)]);
-        let read = std::cell::Cell::new(0);
-        let _ = decide_with_clock(&c, &Request::new(&h), || {
-            read.set(read.get() + 1);
-            0
-        });
-        read.get()
-    };
-    assert_eq!(reads(b"2"), 0, "no 2.x deployment has a sunset");
-    assert_eq!(reads(b"1"), 1, "1.x has one");
-}

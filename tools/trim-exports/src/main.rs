@@ -62,25 +62,20 @@ fn trim(module: &[u8]) -> Result<Trimmed, String> {
     let mut exported = BTreeSet::new();
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| format!("not a readable wasm module: {e}"))?;
-        match &payload {
-            Payload::ExportSection(reader) => {
-                let mut exports = ExportSection::new();
-                for export in reader.clone() {
-                    let export = export.map_err(|e| format!("unreadable export section: {e}"))?;
-                    exported.insert(export.name.to_owned());
-                    let is_callback = export.name.starts_with(CALLBACK_PREFIX);
-                    if is_callback && !keep.contains(export.name) {
-                        removed.push(export.name.to_owned());
-                        continue;
-                    }
-                    exports.export(export.name, export_kind(export.kind), export.index);
+        if let Payload::ExportSection(reader) = &payload {
+            let mut exports = ExportSection::new();
+            for export in reader.clone() {
+                let export = export.map_err(|e| format!("unreadable export section: {e}"))?;
+                exported.insert(export.name.to_owned());
+                let is_callback = export.name.starts_with(CALLBACK_PREFIX);
+                if is_callback && !keep.contains(export.name) {
+                    removed.push(export.name.to_owned());
+                    continue;
                 }
-                out.section(&exports);
-                continue;
+                exports.export(export.name, export_kind(export.kind), export.index);
             }
-            _ => {}
-        }
-        if let Some((id, range)) = payload.as_section() {
+            out.section(&exports);
+        } else if let Some((id, range)) = payload.as_section() {
             let data = usize::try_from(range.start)
                 .ok()
                 .zip(usize::try_from(range.end).ok())
