@@ -50,6 +50,8 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 ARMS = ["A", "B", "C0", "C"]
 ARM_NAMES = {"A": "native", "B": "lua", "C0": "empty wasm", "C": "meshver"}
 ENVOY_CPU, LOADGEN_CPU = "0", "1"
+# The fixed-count CPU run of each round is sent in this many bursts, alternating between arms.
+BURSTS = 8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -527,44 +529,72 @@ def parse_wrk(out):
 
 # ---------------------------------------------------------------- one arm, one round
 
+def url_of(config):
+    return f"http://127.0.0.1:{config['static_resources']['listeners'][0]['address']['socket_address']['port_value']}"
+
+
+def count_run(front, url, script, connections):
+    """Envoy's CPU seconds, requests and (2xx, 4xx, 5xx) over one run of a count-limited script."""
+    stat = "http.bench.downstream_rq_total"
+    statuses = ("2xx", "4xx", "5xx")
+    rq0, cpu0 = front.counter(stat), front.cpu_seconds()
+    before = [front.counter(f"http.bench.downstream_rq_{c}") for c in statuses]
+    # wrk's main thread sleeps for the whole -d even after its worker stopped at the
+    # count: take the CPU reading as soon as Envoy goes idle (read from /proc, which
+    # costs Envoy nothing), then stop wrk.
+    gen = subprocess.Popen(wrk_cmd(url, script, connections, 60), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    _children.append(gen)
+    last, deadline = cpu0, time.monotonic() + 60
+    while time.monotonic() < deadline and gen.poll() is None:
+        time.sleep(0.1)
+        now_cpu = front.cpu_seconds()
+        if now_cpu == last and now_cpu > cpu0:
+            break
+        last = now_cpu
+    gen.send_signal(signal.SIGINT)
+    try:
+        gen.wait(5)
+    except subprocess.TimeoutExpired:
+        gen.kill()
+        gen.wait()
+    # Admin requests are not counted in the listener's http.bench stats.
+    cpu1, rq1 = front.cpu_seconds(), front.counter(stat)
+    return cpu1 - cpu0, rq1 - rq0, [front.counter(f"http.bench.downstream_rq_{c}") - b
+                                    for c, b in zip(statuses, before)]
+
+
+def cpu_per_request(configs, args, paths):
+    """(1) CPU per request of every arm over a fixed number of requests, sent in BURSTS that
+    alternate between the arms (every arm's Envoy up, all on the Envoy CPU, one loaded at a
+    time), so that a slow spell of the shared machine falls on every arm alike."""
+    fronts = {arm: Proc(f"cpu-{arm}", configs[arm], ENVOY_CPU) for arm in ARMS}
+    try:
+        for arm in ARMS:  # warm-up: V8 tiers the module up, connections open
+            run(wrk_cmd(url_of(configs[arm]), paths["wrk"], args.connections, 1), 30)
+        totals = {arm: [0.0, 0, [0, 0, 0]] for arm in ARMS}
+        for burst in range(BURSTS):
+            for arm in ARMS[burst % len(ARMS):] + ARMS[:burst % len(ARMS)]:
+                cpu, n, statuses = count_run(fronts[arm], url_of(configs[arm]), paths["wrk_burst"], args.connections)
+                total = totals[arm]
+                total[0] += cpu
+                total[1] += n
+                total[2] = [a + b for a, b in zip(total[2], statuses)]
+        return {arm: {"cpu_us_per_req": cpu / n * 1e6, "cpu_requests": n, "status_2xx": s[0], "status_4xx": s[1],
+                      "status_5xx": s[2]} for arm, (cpu, n, s) in totals.items()}
+    finally:
+        for front in fronts.values():
+            front.stop()
+
+
 def measure(arm, config, args, paths):
     front = Proc(f"front-{arm}", config, ENVOY_CPU)
     try:
-        url = f"http://127.0.0.1:{config['static_resources']['listeners'][0]['address']['socket_address']['port_value']}"
+        url = url_of(config)
         # Warm-up (V8 tiers up, connections open), then idle memory.
         run(wrk_cmd(url, paths["wrk"], args.connections, 1), 30)
         time.sleep(0.5)
         rss_idle = front.rss_mb()
-
-        # (1) CPU per request over a fixed number of requests.
-        stat = "http.bench.downstream_rq_total"
-        rq0, cpu0 = front.counter(stat), front.cpu_seconds()
-        s2xx0, s4xx0, s5xx0 = (front.counter(f"http.bench.downstream_rq_{c}") for c in ("2xx", "4xx", "5xx"))
-        # wrk's main thread sleeps for the whole -d even after its worker stopped at the
-        # count: take the CPU reading as soon as Envoy goes idle (read from /proc, which
-        # costs Envoy nothing), then stop wrk.
-        gen = subprocess.Popen(wrk_cmd(url, paths["wrk_count"], args.connections, 60),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _children.append(gen)
-        last, deadline = cpu0, time.monotonic() + 60
-        while time.monotonic() < deadline and gen.poll() is None:
-            time.sleep(0.1)
-            now_cpu = front.cpu_seconds()
-            if now_cpu == last and now_cpu > cpu0:
-                break
-            last = now_cpu
-        gen.send_signal(signal.SIGINT)
-        try:
-            gen.wait(5)
-        except subprocess.TimeoutExpired:
-            gen.kill()
-            gen.wait()
-        # Admin requests are not counted in the listener's http.bench stats.
-        cpu1, rq1 = front.cpu_seconds(), front.counter(stat)
-        s2xx, s4xx, s5xx = (front.counter(f"http.bench.downstream_rq_{c}") - b
-                            for c, b in zip(("2xx", "4xx", "5xx"), (s2xx0, s4xx0, s5xx0)))
-        n = rq1 - rq0
-        cpu_us = (cpu1 - cpu0) / n * 1e6
 
         # (2) Throughput at saturation, and memory under load.
         samples = []
@@ -587,12 +617,12 @@ def measure(arm, config, args, paths):
                                str(paths["raw"]), str(args.rate), str(args.latency_count), "8"],
                              args.latency_count / args.rate + 30).stdout)
         crit = [line for line in front.log().splitlines() if "[critical]" in line]
-        return {"cpu_us_per_req": cpu_us, "cpu_requests": n, "rps": rps, "wrk_total": total, "wrk_errors": errors,
+        return {"rps": rps, "wrk_total": total, "wrk_errors": errors,
                 "envoy_core_busy": busy, "p50_us": lat["p50_us"], "p99_us": lat["p99_us"],
                 "p999_us": lat["p999_us"], "latency_errors": lat["errors"], "latency_statuses": lat["statuses"],
                 "achieved_rate": lat["achieved_rate"], "rss_idle_mb": rss_idle,
                 "rss_load_mb": max(samples) if samples else front.rss_mb(),
-                "status_2xx": s2xx, "status_4xx": s4xx, "status_5xx": s5xx, "critical_log_lines": crit[:5]}
+                "critical_log_lines": crit[:5]}
     finally:
         front.stop()
 
@@ -602,12 +632,50 @@ def rss_per_worker(arm, config, args, paths, rss_one_worker):
     further worker costs, without the main thread's one-off share (for wasm: its own VM)."""
     front = Proc(f"mem-{arm}", config, f"{ENVOY_CPU},{LOADGEN_CPU}", concurrency=2)
     try:
-        url = f"http://127.0.0.1:{config['static_resources']['listeners'][0]['address']['socket_address']['port_value']}"
-        run(wrk_cmd(url, paths["wrk"], args.connections, 1), 30)
+        run(wrk_cmd(url_of(config), paths["wrk"], args.connections, 1), 30)
         time.sleep(0.5)
         return front.rss_mb() - rss_one_worker
     finally:
         front.stop()
+
+
+def by_kind(mix, configs, args):
+    """CPU per request of each arm for each kind alone, the forwarded kinds, the rejected kinds
+    and the whole mix: where an arm's cost comes from. Every arm's Envoy runs throughout (all
+    on the Envoy CPU, one loaded at a time); arms alternate within each round."""
+    groups = [(k["name"], [k]) for k in mix["kinds"]]
+    groups += [("forwarded kinds", [k for k in mix["kinds"] if k["expect"]["status"] == 200]),
+               ("rejected kinds", [k for k in mix["kinds"] if k["expect"]["status"] != 200]),
+               ("whole mix", mix["kinds"])]
+    fronts = {arm: Proc(f"kind-{arm}", configs[arm], ENVOY_CPU) for arm in ARMS}
+    work = Path(tempfile.mkdtemp(prefix="meshver-bench-kind-"))
+    rows = []
+    try:
+        for name, kinds in groups:
+            script = work / "kind.lua"
+            script.write_text(wrk_script(mix_requests({**mix, "kinds": kinds})))
+            cpu = {arm: [] for arm in ARMS}
+            for r in range(args.rounds):
+                for arm in ARMS:
+                    front = fronts[arm]
+                    url = url_of(configs[arm])
+                    if r == 0:
+                        run(wrk_cmd(url, script, 16, 1), 30)  # warm-up
+                    cpu0, rq0 = front.cpu_seconds(), front.counter("http.bench.downstream_rq_total")
+                    run(wrk_cmd(url, script, 16, args.duration), args.duration + 30)
+                    cpu1, rq1 = front.cpu_seconds(), front.counter("http.bench.downstream_rq_total")
+                    cpu[arm].append((cpu1 - cpu0) / (rq1 - rq0) * 1e6)
+            base = statistics.median(cpu["A"])
+            cells = [f"{base:.2f}"] + [f"{statistics.median(cpu[a]):.2f} ({statistics.median(cpu[a]) - base:+.2f})"
+                                        for a in ARMS if a != "A"]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+            log(rows[-1])
+    finally:
+        for front in fronts.values():
+            front.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    head = "| requests | A native (µs) | " + " | ".join(f"{a} {ARM_NAMES[a]} (added)" for a in ARMS if a != "A")
+    return "\n".join([head + " |", "|---|" + "---|" * len(ARMS), *rows])
 
 
 # ---------------------------------------------------------------- report
@@ -720,6 +788,9 @@ def main():
     p.add_argument("--report", type=Path, help="only re-render the results of a saved run (bench/results/latest.json)")
     p.add_argument("--arms", default=",".join(ARMS), help="arms to run (A is always run: ratios need it)")
     p.add_argument("--meshver-wasm", type=Path, default=None, help="another build of the filter, to compare")
+    p.add_argument("--by-kind", action="store_true",
+                   help="only CPU per request for each kind of the mix alone, the forwarded and the rejected "
+                        "kinds, and the whole mix (--rounds rounds of --duration s each); prints a table")
     args = p.parse_args()
 
     if args.report:
@@ -735,10 +806,10 @@ def main():
     mix = json.loads(MIX_PATH.read_text())
     requests = mix_requests(mix)
     work = Path(tempfile.mkdtemp(prefix="meshver-bench-"))
-    paths = {"wrk": work / "mix.lua", "wrk_count": work / "mix-count.lua", "raw": work / "mix.http"}
+    paths = {"wrk": work / "mix.lua", "wrk_burst": work / "mix-burst.lua", "raw": work / "mix.http"}
     paths["wrk"].write_text(wrk_script(requests))
     # wrk -t1: one thread, so the per-thread limit is the run's limit.
-    paths["wrk_count"].write_text(wrk_script(requests, stop_after=args.count))
+    paths["wrk_burst"].write_text(wrk_script(requests, stop_after=args.count // BURSTS))
     paths["raw"].write_bytes(raw_requests(requests))
 
     cpu_model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -763,8 +834,7 @@ def main():
         for arm in ARMS:
             front = Proc(f"check-{arm}", configs[arm], ENVOY_CPU)
             try:
-                port = configs[arm]["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
-                problems = check_answers(arm, f"http://127.0.0.1:{port}", requests, lifecycles)
+                problems = check_answers(arm, url_of(configs[arm]), requests, lifecycles)
             finally:
                 front.stop()
             log(f"check arm {arm} ({ARM_NAMES[arm]}): {'ok' if not problems else 'WRONG'} "
@@ -776,13 +846,15 @@ def main():
             sys.exit("some arm answers wrongly: no timing")
         if args.check_only:
             return
+        if args.by_kind:
+            return print(by_kind(mix, configs, args))
 
         rounds = []
         for r in range(args.rounds):
             order = ARMS[r % len(ARMS):] + ARMS[:r % len(ARMS)]
-            result = {}
+            result = cpu_per_request(configs, args, paths)
             for arm in order:
-                result[arm] = measure(arm, configs[arm], args, paths)
+                result[arm].update(measure(arm, configs[arm], args, paths))
                 m = result[arm]
                 m["rss_per_worker_mb"] = rss_per_worker(arm, configs[arm], args, paths, m["rss_idle_mb"])
                 log(f"round {r + 1}/{args.rounds} arm {arm:2}: cpu {m['cpu_us_per_req']:6.2f} µs/req  "
