@@ -5,8 +5,7 @@
 //! Host calls go through `hostcalls` where the SDK's trait helpers would unwrap: a refused
 //! call is logged, never a panic that traps the VM.
 
-use super::counters::Counters;
-use crate::config::Catalog;
+use super::root::Plugin;
 use crate::header_map;
 use crate::metrics;
 use crate::problem::{Problem, SUPPORTED_VERSIONS_HEADER};
@@ -15,24 +14,22 @@ use crate::resolve::{decide, Outcome};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, GrpcStatusCode, MapType};
-use std::cell::Cell;
 use std::rc::Rc;
 
 pub struct MeshverHttp {
     pub context_id: u32,
-    pub catalog: Option<Rc<Catalog>>,
-    pub counters: Rc<Counters>,
-    /// The proxy's clock as of the root's last tick.
-    pub now: Rc<Cell<i64>>,
+    /// The configuration in force when the request began; none if none loaded.
+    pub plugin: Option<Rc<Plugin>>,
 }
 
 impl Context for MeshverHttp {}
 
 impl HttpContext for MeshverHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(catalog) = self.catalog.clone() else {
+        let Some(plugin) = &self.plugin else {
             return Action::Continue;
         };
+        let catalog = &plugin.catalog;
         // Bytes, read in place: the SDK's helpers panic on a non-UTF-8 name or value.
         let buffer = request_header_buffer();
         let Some(headers) = header_map::parse(&buffer) else {
@@ -40,8 +37,8 @@ impl HttpContext for MeshverHttp {
             return Action::Continue;
         };
         let request = Request::new(&headers);
-        let plan = decide(&catalog, &request, self.now.get());
-        self.counters.count(metrics::slot(&catalog, &plan));
+        let plan = decide(catalog, &request, plugin.now.get());
+        plugin.counters.count(metrics::slot(catalog, &plan));
         for name in &plan.remove_headers {
             self.set_request_header(name, None);
         }

@@ -15,19 +15,24 @@ use std::time::{Duration, UNIX_EPOCH};
 /// How often counts reach Envoy's stats and the clock is read: the most either can lag.
 pub const TICK_PERIOD: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
-pub struct MeshverRoot {
-    catalog: Option<Rc<Catalog>>,
-    /// Defined once per configuration, shared with every request.
-    counters: Rc<Counters>,
+/// What one configuration shares with every request it serves.
+pub struct Plugin {
+    pub catalog: Catalog,
+    pub counters: Counters,
     /// The proxy's clock (unix seconds) as of the last tick: sunsets are decided by it, to the
     /// second.
-    now: Rc<Cell<i64>>,
+    pub now: Cell<i64>,
+}
+
+#[derive(Default)]
+pub struct MeshverRoot {
+    /// None until a configuration loads.
+    plugin: Option<Rc<Plugin>>,
 }
 
 impl MeshverRoot {
-    fn read_clock(&self) {
-        self.now.set(self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
+    fn read_clock(&self, plugin: &Plugin) {
+        plugin.now.set(self.get_current_time().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64));
     }
 }
 
@@ -39,10 +44,13 @@ impl RootContext for MeshverRoot {
         match config::load(&raw) {
             Ok(catalog) => {
                 log::info!("meshver: loaded {} service(s)", catalog.services.len());
-                self.counters.flush();
-                self.counters = Rc::new(Counters::define(&counter_names(&catalog)));
-                self.catalog = Some(Rc::new(catalog));
-                self.read_clock();
+                if let Some(old) = &self.plugin {
+                    old.counters.flush();
+                }
+                let counters = Counters::define(&counter_names(&catalog));
+                let plugin = Plugin { catalog, counters, now: Cell::new(0) };
+                self.read_clock(&plugin);
+                self.plugin = Some(Rc::new(plugin));
                 self.set_tick_period(TICK_PERIOD);
                 true
             }
@@ -57,8 +65,10 @@ impl RootContext for MeshverRoot {
     }
 
     fn on_tick(&mut self) {
-        self.counters.flush();
-        self.read_clock();
+        if let Some(plugin) = &self.plugin {
+            plugin.counters.flush();
+            self.read_clock(plugin);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -66,11 +76,6 @@ impl RootContext for MeshverRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(MeshverHttp {
-            context_id,
-            catalog: self.catalog.clone(),
-            counters: Rc::clone(&self.counters),
-            now: Rc::clone(&self.now),
-        }))
+        Some(Box::new(MeshverHttp { context_id, plugin: self.plugin.clone() }))
     }
 }
