@@ -227,3 +227,66 @@ fn announce_lifecycle(target: &mut Value, deployment: &Deployment) {
         target.insert("response_headers_to_add".to_owned(), Value::Array(add));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lifecycle headers on the route or weighted cluster of the route key `key`.
+    fn announced(routes: &[Value], key: &str) -> Vec<(String, String)> {
+        let pairs = |list: &Value| -> Vec<(String, String)> {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| (h["header"]["key"].as_str().unwrap().into(), h["header"]["value"].as_str().unwrap().into()))
+                .collect()
+        };
+        for route in routes {
+            if route["route"]["cluster"] == key {
+                return pairs(&route["response_headers_to_add"]);
+            }
+            for cluster in route["route"]["weighted_clusters"]["clusters"].as_array().into_iter().flatten() {
+                if cluster["name"] == key {
+                    return pairs(&cluster["response_headers_to_add"]);
+                }
+            }
+        }
+        panic!("no route to {key}")
+    }
+
+    #[test]
+    fn answers_carry_the_lifecycle_of_the_deployment_that_served() {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"user","match":{"path_prefixes":["/login"]},"default_version":"1",
+            "lines":{"1":{"lifecycle":{"deprecated":"2026-01-01","sunset":"2030-01-01","successor":"2","link":"https://docs.example.com/user/v2"}}},
+            "deployments":[{"version":"1.4.0"},{"version":"2.0.3"},{"version":"2.1.0"}]}]}"#,
+        )
+        .unwrap();
+        let routes = routes(&catalog);
+        let v1 = announced(&routes, "user-1.4.0");
+        let names: Vec<&str> = v1.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["deprecation", "sunset", "link"]);
+        assert_eq!(v1[0].1, "@1767225600");
+        assert_eq!(v1[1].1, "Tue, 01 Jan 2030 00:00:00 GMT");
+        assert_eq!(v1[2].1, "<https://docs.example.com/user/v2>; rel=\"successor-version\"");
+        assert!(announced(&routes, "user-2.1.0").is_empty());
+    }
+
+    #[test]
+    fn deployments_within_a_line_announce_their_own_lifecycle() {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
+            {"version":"2.0.0","lifecycle":{"deprecated":"2026-01-01"}},{"version":"2.1.0"}]}]}"#,
+        )
+        .unwrap();
+        let routes = routes(&catalog);
+        // The line's weighted cluster entry and the pinned route alike.
+        let line = routes.iter().find(|r| r["match"]["headers"][0]["string_match"]["exact"] == "s-v2").unwrap();
+        let clusters = line["route"]["weighted_clusters"]["clusters"].as_array().unwrap();
+        let by_name = |name: &str| clusters.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(by_name("s-2.0.0")["response_headers_to_add"].as_array().unwrap().len(), 1);
+        assert!(by_name("s-2.1.0").get("response_headers_to_add").is_none());
+        assert_eq!(announced(&routes, "s-2.0.0").len(), 1);
+        assert!(announced(&routes, "s-2.1.0").is_empty());
+    }
+}

@@ -4,7 +4,7 @@ use super::buckets::bucket_regex;
 use super::STICKY_HEADER;
 use crate::catalog::{configured_weights, line_deployments, CatalogFile};
 use crate::fail::{Fail, Outcome};
-use meshver::config::Service;
+use meshver::config::{Deployment, Service};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -116,10 +116,10 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
             .unwrap_or_default()
     };
     // A deprecated deployment's answers carry its lifecycle headers, whichever route sent there.
-    let destination = |route: &str| {
-        let mut to = json!({"destination": {"host": host, "subset": subset_of(route)}});
-        let lifecycle = service.deployments.iter().find(|d| d.route == route).map(|d| &d.lifecycle.response_headers);
-        if let Some(headers) = lifecycle.filter(|headers| !headers.is_empty()) {
+    let destination = |d: &Deployment| {
+        let mut to = json!({"destination": {"host": host, "subset": subset_of(&d.route)}});
+        let headers = &d.lifecycle.response_headers;
+        if !headers.is_empty() {
             let set: serde_json::Map<String, Value> = headers.iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
             to["headers"] = json!({"response": {"set": set}});
         }
@@ -132,7 +132,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
         routes.push(json!({
             "name": sanitize(&d.route),
             "match": [{"headers": {route_header: {"exact": d.route}}}],
-            "route": [destination(&d.route)],
+            "route": [destination(d)],
             "headers": strip,
         }));
     }
@@ -152,7 +152,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
                             route_header: {"exact": line.route},
                             STICKY_HEADER: {"regex": regex},
                         }}],
-                        "route": [destination(&d.route)],
+                        "route": [destination(d)],
                         "headers": strip,
                     }));
                 }
@@ -163,7 +163,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
             "name": sanitize(&line.route),
             "match": [{"headers": {route_header: {"exact": line.route}}}],
             "route": newest_first.iter().map(|(d, w)| {
-                let mut to = destination(&d.route);
+                let mut to = destination(d);
                 to["weight"] = json!(w);
                 to
             }).collect::<Vec<_>>(),
