@@ -50,7 +50,7 @@ clean:
 # The benchmark (not part of `make test`): native routing vs Lua vs meshver vs an empty wasm
 # filter on the same Envoy and upstream; results and method in BENCHMARKS.md. About 7 minutes.
 .PHONY: bench
-bench: build venv
+bench: build cli venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
 	cargo run --quiet -p meshver-trim-exports -- target/$(WASM_TARGET)/release/meshver_bench_empty_filter.wasm

@@ -45,6 +45,7 @@ LUA_PATH = ROOT / "bench/lua/meshver.lua"
 MESHVER_WASM = ROOT / "target/wasm32-wasip1/release/meshver.wasm"
 EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.wasm"
 OPENLOOP = ROOT / "target/release/openloop"
+MESHVER_CLI = ROOT / "target/release/meshver"
 RESULTS = ROOT / "bench/results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 ARMS = ["A", "B", "C0", "C"]
@@ -163,20 +164,14 @@ def set_header(key, value):
     return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
-def route_action(services, key, lifecycles=None):
-    """Where a route key goes: a line (weighted, sticky header, runtime weights) or one cluster.
-    With `lifecycles`, each weighted cluster announces its deployment's lifecycle itself."""
+def route_action(services, key):
+    """Where a route key goes: a line (weighted, sticky header, runtime weights) or one cluster."""
     for s in services:
         for line in s["lines"].values():
             if line["route"] == key:
-                clusters = []
-                for c, w in line["clusters"]:
-                    cluster = {"name": c, "weight": w}
-                    if lifecycles and lifecycles.get(c):
-                        cluster["response_headers_to_add"] = lifecycle_response_headers(lifecycles, c)
-                    clusters.append(cluster)
                 return {"timeout": "5s", "weighted_clusters": {
-                    "clusters": clusters, "header_name": "x-meshver-sticky", "runtime_key_prefix": f"routing.{key}"}}
+                    "clusters": [{"name": c, "weight": w} for c, w in line["clusters"]],
+                    "header_name": "x-meshver-sticky", "runtime_key_prefix": f"routing.{key}"}}
     return {"timeout": "5s", "cluster": key}
 
 
@@ -184,21 +179,23 @@ def lifecycle_response_headers(lifecycles, key):
     return [set_header(name, value) for name, value in lifecycles.get(key, {}).items()]
 
 
-def header_routes(services, lifecycles):
-    """Arms B and C: the filter names the route in x-meshver-route, and a deprecated
-    deployment's route or weighted cluster adds its lifecycle headers (as `meshver render
-    envoy` does)."""
-    routes = []
-    deployments = [d for s in services for d in s["deployments"]]
-    keys = deployments + [line["route"] for s in services for line in s["lines"].values()]
-    for key in keys:
-        route = {"match": {"prefix": "/", "headers": [{"name": "x-meshver-route", "string_match": {"exact": key}}]},
-                 "route": route_action(services, key, lifecycles)}
-        if key in deployments and lifecycles.get(key):
-            route["response_headers_to_add"] = lifecycle_response_headers(lifecycles, key)
-        routes.append(route)
-    routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
-    return virtual_host(routes)
+def rendered_routes(upstream_ports):
+    """Arms B and C: the route config `meshver render envoy` writes for the catalog (the filter
+    names the route in x-meshver-route; a deprecated deployment's route and weighted cluster
+    add its lifecycle headers), taken from a bootstrap rendered for these upstreams."""
+    work = Path(tempfile.mkdtemp(prefix="meshver-bench-render-"))
+    try:
+        mesh = {"admin": "127.0.0.1:9901", "wasm": str(MESHVER_WASM),
+                "endpoints": {name: f"127.0.0.1:{port}" for name, port in upstream_ports.items()},
+                "listeners": [{"name": "bench", "address": "127.0.0.1:10000", "catalog": str(CATALOG_PATH)}]}
+        (work / "mesh.json").write_text(json.dumps(mesh))
+        done = run([str(MESHVER_CLI), "render", "envoy", str(work / "mesh.json")], 60)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if done.returncode != 0:
+        sys.exit(f"meshver render envoy failed:\n{done.stderr}")
+    listener = json.loads(done.stdout)["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
 
 
 def virtual_host(routes):
@@ -347,7 +344,8 @@ def lua_catalog(services):
     return "CATALOG = " + lua({"route_header": "x-meshver-route", "services": out}) + "\n"
 
 
-def front_config(arm, admin_port, port, upstream_ports, services, lifecycles, catalog_text):
+def front_config(arm, admin_port, port, upstream_ports, services, lifecycles, catalog_text, filter_routes):
+    """Arm `arm`'s front Envoy; `filter_routes` is what arms B and C route on (rendered_routes)."""
     mutation = {"name": "envoy.filters.http.header_mutation", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"}}
     if arm == "A":
@@ -356,13 +354,13 @@ def front_config(arm, admin_port, port, upstream_ports, services, lifecycles, ca
         filters = [wasm_filter("empty", EMPTY_WASM, ""), mutation]
         routes = native_routes(services, lifecycles)
     elif arm == "C":
-        filters, routes = [wasm_filter("meshver", MESHVER_WASM, catalog_text)], header_routes(services, lifecycles)
+        filters, routes = [wasm_filter("meshver", MESHVER_WASM, catalog_text)], filter_routes
     else:
         code = lua_catalog(services) + LUA_PATH.read_text()
         filters = [{"name": "envoy.filters.http.lua", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
             "default_source_code": {"inline_string": code}}}]
-        routes = header_routes(services, lifecycles)
+        routes = filter_routes
     # The same runtime for every arm: arm A's accept regexes exceed RE2's default program size.
     runtime = {"layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 1000}}]}
     return {"admin": admin(admin_port), "layered_runtime": runtime, "static_resources": {
@@ -797,7 +795,7 @@ def main():
         return publish(json.loads(args.report.read_text()), write=args.report.name == "latest.json")
     MESHVER_WASM = (args.meshver_wasm or MESHVER_WASM).resolve()
     ARMS = [a for a in ARMS if a == "A" or a in args.arms.split(",")]
-    for path in (MESHVER_WASM, EMPTY_WASM, OPENLOOP):
+    for path in (MESHVER_WASM, EMPTY_WASM, OPENLOOP, MESHVER_CLI):
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench` (it builds it)")
     catalog_text = CATALOG_PATH.read_text()
@@ -826,9 +824,10 @@ def main():
     upstream = Proc("upstream", upstream_config(free_port(), upstream_ports), LOADGEN_CPU)
     configs = {}
     try:
+        filter_routes = rendered_routes(upstream_ports)
         for arm in ARMS:
             configs[arm] = front_config(arm, free_port(), free_port(), upstream_ports, services, lifecycles,
-                                        catalog_text)
+                                        catalog_text, filter_routes)
         # Check every arm's answers before timing any.
         failures = []
         for arm in ARMS:
