@@ -3,7 +3,7 @@
 //!
 //! The SDK exports every `proxy_on_*` callback, each a default that does nothing. Envoy calls
 //! a callback only when the module exports it, and each call is an entry into the VM; an
-//! HTTP request would enter it seven times where meshver needs four. The module names the
+//! HTTP request would enter it seven times where meshver needs three. The module names the
 //! callbacks it implements in a custom section ([`LIST_SECTION`], written by `src/host`,
 //! kept so that running the step again changes nothing); every other `proxy_on_*` export is
 //! removed. Functions stay in the code: only export entries go, so nothing else moves.
@@ -55,8 +55,7 @@ struct Trimmed {
 /// list is refused, as is a listed callback that is not exported (a typo would silently drop
 /// the callback it meant).
 fn trim(module: &[u8]) -> Result<Trimmed, String> {
-    let keep = callback_list(module)?
-        .ok_or_else(|| format!("the module has no `{LIST_SECTION}` section naming the callbacks to keep"))?;
+    let keep = callback_list(module)?;
     let mut out = Module::new();
     let mut removed = Vec::new();
     let mut exported = BTreeSet::new();
@@ -90,17 +89,17 @@ fn trim(module: &[u8]) -> Result<Trimmed, String> {
     }
 }
 
-/// The callbacks named by the module's list section, if it has one.
-fn callback_list(module: &[u8]) -> Result<Option<BTreeSet<String>>, String> {
+/// The callbacks named by the module's list section.
+fn callback_list(module: &[u8]) -> Result<BTreeSet<String>, String> {
     for payload in Parser::new(0).parse_all(module) {
         if let Payload::CustomSection(section) = payload.map_err(|e| format!("not a readable wasm module: {e}"))? {
             if section.name() == LIST_SECTION {
                 let text = std::str::from_utf8(section.data()).map_err(|_| format!("`{LIST_SECTION}` is not UTF-8"))?;
-                return Ok(Some(text.split_whitespace().map(str::to_owned).collect()));
+                return Ok(text.split_whitespace().map(str::to_owned).collect());
             }
         }
     }
-    Ok(None)
+    Err(format!("the module has no `{LIST_SECTION}` section naming the callbacks to keep"))
 }
 
 fn export_kind(kind: ExternalKind) -> ExportKind {
