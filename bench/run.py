@@ -531,23 +531,26 @@ def url_of(config):
     return f"http://127.0.0.1:{config['static_resources']['listeners'][0]['address']['socket_address']['port_value']}"
 
 
-def count_run(front, url, script, connections):
-    """Envoy's CPU seconds, requests and (2xx, 4xx, 5xx) over one run of a count-limited script."""
-    stat = "http.bench.downstream_rq_total"
-    statuses = ("2xx", "4xx", "5xx")
-    rq0, cpu0 = front.counter(stat), front.cpu_seconds()
-    before = [front.counter(f"http.bench.downstream_rq_{c}") for c in statuses]
-    # wrk's main thread sleeps for the whole -d even after its worker stopped at the
-    # count: take the CPU reading as soon as Envoy goes idle (read from /proc, which
-    # costs Envoy nothing), then stop wrk.
+def counts(front):
+    """Envoy's CPU seconds, then its listener's requests and 2xx, 4xx, 5xx answers (admin
+    requests are not counted in the listener's http.bench stats)."""
+    names = ("total", "2xx", "4xx", "5xx")
+    return [front.cpu_seconds()] + [front.counter(f"http.bench.downstream_rq_{n}") for n in names]
+
+
+def send_count(front, url, script, connections):
+    """Runs a count-limited wrk script to its end. wrk's main thread sleeps for the whole -d
+    even after its worker stopped at the count, so it is stopped as soon as Envoy goes idle
+    (read from /proc, which costs Envoy nothing)."""
     gen = subprocess.Popen(wrk_cmd(url, script, connections, 60), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     _children.append(gen)
-    last, deadline = cpu0, time.monotonic() + 60
+    start = last = front.cpu_seconds()
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and gen.poll() is None:
         time.sleep(0.1)
         now_cpu = front.cpu_seconds()
-        if now_cpu == last and now_cpu > cpu0:
+        if now_cpu == last and now_cpu > start:
             break
         last = now_cpu
     gen.send_signal(signal.SIGINT)
@@ -556,30 +559,28 @@ def count_run(front, url, script, connections):
     except subprocess.TimeoutExpired:
         gen.kill()
         gen.wait()
-    # Admin requests are not counted in the listener's http.bench stats.
-    cpu1, rq1 = front.cpu_seconds(), front.counter(stat)
-    return cpu1 - cpu0, rq1 - rq0, [front.counter(f"http.bench.downstream_rq_{c}") - b
-                                    for c, b in zip(statuses, before)]
 
 
 def cpu_per_request(configs, args, paths):
     """(1) CPU per request of every arm over a fixed number of requests, sent in BURSTS that
     alternate between the arms (every arm's Envoy up, all on the Envoy CPU, one loaded at a
-    time), so that a slow spell of the shared machine falls on every arm alike."""
+    time), so that a slow spell of the shared machine falls on every arm alike. Each Envoy is
+    read once before its first burst and once after its last: /proc counts CPU in 10 ms ticks,
+    and one reading per burst would add that rounding eight times."""
     fronts = {arm: Proc(f"cpu-{arm}", configs[arm], ENVOY_CPU) for arm in ARMS}
     try:
         for arm in ARMS:  # warm-up: V8 tiers the module up, connections open
             run(wrk_cmd(url_of(configs[arm]), paths["wrk"], args.connections, 1), 30)
-        totals = {arm: [0.0, 0, [0, 0, 0]] for arm in ARMS}
+        before = {arm: counts(front) for arm, front in fronts.items()}
         for burst in range(BURSTS):
             for arm in ARMS[burst % len(ARMS):] + ARMS[:burst % len(ARMS)]:
-                cpu, n, statuses = count_run(fronts[arm], url_of(configs[arm]), paths["wrk_burst"], args.connections)
-                total = totals[arm]
-                total[0] += cpu
-                total[1] += n
-                total[2] = [a + b for a, b in zip(total[2], statuses)]
-        return {arm: {"cpu_us_per_req": cpu / n * 1e6, "cpu_requests": n, "status_2xx": s[0], "status_4xx": s[1],
-                      "status_5xx": s[2]} for arm, (cpu, n, s) in totals.items()}
+                send_count(fronts[arm], url_of(configs[arm]), paths["wrk_burst"], args.connections)
+        result = {}
+        for arm, front in fronts.items():
+            cpu, n, s2xx, s4xx, s5xx = (b - a for a, b in zip(before[arm], counts(front)))
+            result[arm] = {"cpu_us_per_req": cpu / n * 1e6, "cpu_requests": n, "status_2xx": s2xx,
+                           "status_4xx": s4xx, "status_5xx": s5xx}
+        return result
     finally:
         for front in fronts.values():
             front.stop()
@@ -639,38 +640,30 @@ def rss_per_worker(arm, config, args, paths, rss_one_worker):
 
 def by_kind(mix, configs, args):
     """CPU per request of each arm for each kind alone, the forwarded kinds, the rejected kinds
-    and the whole mix: where an arm's cost comes from. Every arm's Envoy runs throughout (all
-    on the Envoy CPU, one loaded at a time); arms alternate within each round."""
+    and the whole mix: where an arm's cost comes from. Each group is measured as the main run's
+    CPU step measures the whole mix (`cpu_per_request`), --rounds times; medians."""
     groups = [(k["name"], [k]) for k in mix["kinds"]]
     groups += [("forwarded kinds", [k for k in mix["kinds"] if k["expect"]["status"] == 200]),
                ("rejected kinds", [k for k in mix["kinds"] if k["expect"]["status"] != 200]),
                ("whole mix", mix["kinds"])]
-    fronts = {arm: Proc(f"kind-{arm}", configs[arm], ENVOY_CPU) for arm in ARMS}
     work = Path(tempfile.mkdtemp(prefix="meshver-bench-kind-"))
+    paths = {"wrk": work / "kind.lua", "wrk_burst": work / "kind-burst.lua"}
     rows = []
     try:
         for name, kinds in groups:
-            script = work / "kind.lua"
-            script.write_text(wrk_script(mix_requests({**mix, "kinds": kinds})))
+            requests = mix_requests({**mix, "kinds": kinds})
+            paths["wrk"].write_text(wrk_script(requests))
+            paths["wrk_burst"].write_text(wrk_script(requests, stop_after=args.count // BURSTS))
             cpu = {arm: [] for arm in ARMS}
-            for r in range(args.rounds):
-                for arm in ARMS:
-                    front = fronts[arm]
-                    url = url_of(configs[arm])
-                    if r == 0:
-                        run(wrk_cmd(url, script, 16, 1), 30)  # warm-up
-                    cpu0, rq0 = front.cpu_seconds(), front.counter("http.bench.downstream_rq_total")
-                    run(wrk_cmd(url, script, 16, args.duration), args.duration + 30)
-                    cpu1, rq1 = front.cpu_seconds(), front.counter("http.bench.downstream_rq_total")
-                    cpu[arm].append((cpu1 - cpu0) / (rq1 - rq0) * 1e6)
+            for _ in range(args.rounds):
+                for arm, measured in cpu_per_request(configs, args, paths).items():
+                    cpu[arm].append(measured["cpu_us_per_req"])
             base = statistics.median(cpu["A"])
             cells = [f"{base:.2f}"] + [f"{statistics.median(cpu[a]):.2f} ({statistics.median(cpu[a]) - base:+.2f})"
                                         for a in ARMS if a != "A"]
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
             log(rows[-1])
     finally:
-        for front in fronts.values():
-            front.stop()
         shutil.rmtree(work, ignore_errors=True)
     head = "| requests | A native (µs) | " + " | ".join(f"{a} {ARM_NAMES[a]} (added)" for a in ARMS if a != "A")
     return "\n".join([head + " |", "|---|" + "---|" * len(ARMS), *rows])
@@ -788,7 +781,7 @@ def main():
     p.add_argument("--meshver-wasm", type=Path, default=None, help="another build of the filter, to compare")
     p.add_argument("--by-kind", action="store_true",
                    help="only CPU per request for each kind of the mix alone, the forwarded and the rejected "
-                        "kinds, and the whole mix (--rounds rounds of --duration s each); prints a table")
+                        "kinds, and the whole mix (--rounds rounds of --count requests per arm); prints a table")
     args = p.parse_args()
 
     if args.report:
