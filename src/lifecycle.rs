@@ -5,10 +5,10 @@
 /// A deployment's lifecycle, compiled: instants in unix seconds, headers ready to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lifecycle {
-    pub deprecated_at: Option<i64>,
+    /// After this instant the version is gone (410).
     pub sunset_at: Option<i64>,
+    /// The version clients should move to, named in the 410 answer.
     pub successor: Option<String>,
-    pub link: Option<String>,
     /// `Deprecation`, `Sunset` and `Link` as they go on every response it serves.
     pub response_headers: Vec<(&'static str, String)>,
 }
@@ -18,7 +18,7 @@ impl Lifecycle {
         deprecated_at: Option<i64>,
         sunset_at: Option<i64>,
         successor: Option<String>,
-        link: Option<String>,
+        link: Option<&str>,
     ) -> Self {
         let mut response_headers = Vec::new();
         if let Some(at) = deprecated_at {
@@ -27,10 +27,10 @@ impl Lifecycle {
         if let Some(at) = sunset_at {
             response_headers.push(("sunset", http_date(at)));
         }
-        if let Some(url) = &link {
+        if let Some(url) = link {
             response_headers.push(("link", format!("<{url}>; rel=\"successor-version\"")));
         }
-        Lifecycle { deprecated_at, sunset_at, successor, link, response_headers }
+        Lifecycle { sunset_at, successor, response_headers }
     }
 
     /// Whether the sunset has passed at `now` (unix seconds, the proxy's clock).
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn builds_the_response_headers() {
-        let l = Lifecycle::new(Some(1_780_272_000), Some(1_800_000_000), Some("2".into()), Some("https://x/v2".into()));
+        let l = Lifecycle::new(Some(1_780_272_000), Some(1_800_000_000), Some("2".into()), Some("https://x/v2"));
         assert_eq!(
             l.response_headers,
             vec![

@@ -13,8 +13,8 @@ use semver::{Version, VersionReq};
 pub struct Catalog {
     pub route_header: String,
     pub services: Vec<Service>,
-    /// Set in a caller's (outbound) sidecar: who calls. Its requirements are on each `Service`.
-    pub caller: Option<CallerIdentity>,
+    /// Set in a caller's (outbound) sidecar: who calls, and what it requires.
+    pub caller: Option<Caller>,
     /// Read caller identity headers stamped by another sidecar.
     pub trust_caller_headers: bool,
 }
@@ -39,8 +39,6 @@ pub struct Service {
     pub set_version_header: bool,
     /// Deployed versions, oldest first, as listed in errors and `api-supported-versions`.
     pub supported_versions: Vec<String>,
-    /// What the configured caller requires of this service (outbound sidecars only).
-    pub caller_requires: Option<VersionReq>,
     pub sticky: Option<StickyKey>,
 }
 
@@ -52,6 +50,9 @@ pub struct Deployment {
     pub weight: Option<u32>,
     /// Caller ranges it accepts, by caller service; callers not listed are accepted.
     pub accepts: Vec<(String, VersionReq)>,
+    /// What it requires of the services it calls, by callee service (its own sidecar
+    /// enforces them when its `caller` names this deployment).
+    pub requires: Vec<(String, VersionReq)>,
     /// Its own lifecycle merged over its line's.
     pub lifecycle: Lifecycle,
 }
@@ -64,6 +65,21 @@ impl Deployment {
             .find(|(service, _)| *service == caller.service)
             .map(|(_, range)| range)
             .filter(|range| !range.matches(&caller.version))
+    }
+}
+
+/// The calling service of an outbound sidecar.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: CallerIdentity,
+    /// Semver ranges it requires, by callee service.
+    pub requires: Vec<(String, VersionReq)>,
+}
+
+impl Caller {
+    /// The range it requires of a service, if any.
+    pub fn requirement(&self, service: &str) -> Option<&VersionReq> {
+        self.requires.iter().find(|(name, _)| name == service).map(|(_, range)| range)
     }
 }
 
@@ -112,5 +128,11 @@ impl Service {
     /// The line of a major, if any deployment has it.
     pub fn line(&self, major: u64) -> Option<&Line> {
         self.lines.iter().find(|l| l.major == major)
+    }
+
+    /// The deployments of a line, oldest first (they are contiguous).
+    pub fn line_deployments(&self, line: &Line) -> &[Deployment] {
+        let start = self.deployments.iter().position(|d| d.version.major == line.major).unwrap_or(0);
+        self.deployments.get(start..start + line.size).unwrap_or_default()
     }
 }

@@ -1,8 +1,13 @@
 //! Validation: turns the configuration as written into a [`Catalog`], collecting every
 //! mistake with its JSON path instead of stopping at the first.
+//!
+//! One direction: services first (each deployment compiled once, together with its line),
+//! then the caller, which refers to them.
 
-use super::catalog::{Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
-use super::model::{DeploymentConfig, LifecycleConfig, LineConfig, PluginConfig, ServiceConfig, StickyConfig};
+use super::catalog::{Caller, Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
+use super::model::{
+    CallerConfig, DeploymentConfig, LifecycleConfig, LineConfig, PluginConfig, ServiceConfig, StickyConfig,
+};
 use super::{ConfigError, ConfigErrors};
 use super::{DEFAULT_QUERY_PARAM, DEFAULT_ROUTE_HEADER, DEFAULT_VERSION_HEADER, OWNED_HEADER_PREFIX};
 use crate::caller::CallerIdentity;
@@ -35,59 +40,7 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
     if config.services.is_empty() {
         errors.add("$.services", "at least one service is needed");
     }
-    let caller = config.caller.as_ref().and_then(|c| {
-        let parsed = Version::parse(&c.version).ok();
-        if parsed.is_none() {
-            errors.add("$.caller.version", format!("{:?} is not a full semver version (like 2.0.0)", c.version));
-        }
-        if !is_service_name(&c.service) {
-            errors.add("$.caller.service", format!("{:?} is not a service name", c.service));
-        }
-        parsed.map(|version| CallerIdentity { service: c.service.clone(), version })
-    });
-    let mut requires = BTreeMap::new();
-    if let (Some(c), Some(identity)) = (&config.caller, &caller) {
-        // The caller's requirements: given here, or those of its own deployment in the catalog.
-        let own_deployment = config
-            .services
-            .iter()
-            .filter(|s| s.name == c.service)
-            .flat_map(|s| s.deployments.iter())
-            .find(|d| Version::parse(d.version.trim()).ok().as_ref() == Some(&identity.version));
-        let given = c.requires.is_some();
-        let ranges = c.requires.clone().or_else(|| own_deployment.map(|d| d.requires.clone())).unwrap_or_default();
-        for (service, range) in &ranges {
-            match VersionReq::parse(range) {
-                Ok(req) => {
-                    requires.insert(service.clone(), req);
-                }
-                // A deployment's own ranges are reported at its path below.
-                Err(e) if given => errors.add(
-                    format!("$.caller.requires.{service}"),
-                    format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}"),
-                ),
-                Err(_) => {}
-            }
-        }
-    }
-    for (i, service) in config.services.iter().enumerate() {
-        for (j, deployment) in service.deployments.iter().enumerate() {
-            for (callee, range) in &deployment.requires {
-                let at = format!("$.services[{i}].deployments[{j}].requires.{callee}");
-                if let Err(e) = VersionReq::parse(range) {
-                    errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}"));
-                }
-                if !config.services.iter().any(|s| s.name == *callee) {
-                    errors.add(at, format!("{callee:?} is not a service of this catalog"));
-                }
-            }
-        }
-    }
-    if let Some(given) = config.caller.as_ref().and_then(|c| c.requires.as_ref()) {
-        for service in given.keys().filter(|k| !config.services.iter().any(|s| s.name == **k)) {
-            errors.add(format!("$.caller.requires.{service}"), format!("{service:?} is not a service of this catalog"));
-        }
-    }
+    let known: BTreeSet<String> = config.services.iter().map(|s| s.name.clone()).collect();
     let mut names = BTreeSet::new();
     let mut route_keys = BTreeSet::new();
     let mut services = Vec::with_capacity(config.services.len());
@@ -96,10 +49,9 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
         if !names.insert(service.name.clone()) {
             errors.add(format!("{path}.name"), format!("service {:?} is listed twice", service.name));
         }
-        let mut compiled = compile_service(&path, service, &mut route_keys, &mut errors);
-        compiled.caller_requires = requires.get(&compiled.name).cloned();
-        services.push(compiled);
+        services.push(compile_service(&path, service, &known, &mut route_keys, &mut errors));
     }
+    let caller = config.caller.and_then(|c| compile_caller(c, &services, &mut errors));
     if errors.0.is_empty() {
         Ok(Catalog { route_header, services, caller, trust_caller_headers: config.trust_caller_headers })
     } else {
@@ -107,9 +59,56 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
     }
 }
 
+/// The outbound sidecar's caller: who it is, and what it requires of each service (given
+/// here, or else those of its own deployment in the catalog).
+fn compile_caller(config: CallerConfig, services: &[Service], errors: &mut Errors) -> Option<Caller> {
+    let version = Version::parse(&config.version).ok();
+    if version.is_none() {
+        errors.add("$.caller.version", format!("{:?} is not a full semver version (like 2.0.0)", config.version));
+    }
+    if !is_service_name(&config.service) {
+        errors.add("$.caller.service", format!("{:?} is not a service name", config.service));
+    }
+    let known: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let requires = match config.requires {
+        Some(given) => compile_requires("$.caller.requires", &given, &known, errors),
+        None => services
+            .iter()
+            .filter(|s| s.name == config.service)
+            .flat_map(|s| &s.deployments)
+            .find(|d| Some(&d.version) == version.as_ref())
+            .map(|d| d.requires.clone())
+            .unwrap_or_default(),
+    };
+    let identity = CallerIdentity { service: config.service, version: version? };
+    Some(Caller { identity, requires })
+}
+
+/// Semver ranges by callee service, each checked to parse and to name a service of the catalog.
+fn compile_requires<S: AsRef<str> + Ord>(
+    path: &str,
+    ranges: &BTreeMap<String, String>,
+    known: &BTreeSet<S>,
+    errors: &mut Errors,
+) -> Vec<(String, VersionReq)> {
+    let mut requires = Vec::with_capacity(ranges.len());
+    for (callee, range) in ranges {
+        let at = format!("{path}.{callee}");
+        match VersionReq::parse(range) {
+            Ok(req) => requires.push((callee.clone(), req)),
+            Err(e) => errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}")),
+        }
+        if !known.iter().any(|k| k.as_ref() == callee) {
+            errors.add(at, format!("{callee:?} is not a service of this catalog"));
+        }
+    }
+    requires
+}
+
 fn compile_service(
     path: &str,
     config: ServiceConfig,
+    known: &BTreeSet<String>,
     route_keys: &mut BTreeSet<String>,
     errors: &mut Errors,
 ) -> Service {
@@ -149,20 +148,8 @@ fn compile_service(
         })
         .collect();
 
-    let (mut deployments, lifecycles) = compile_deployments(path, &name, config.deployments, route_keys, errors);
-    let mut line_configs = config.lines;
-    let lines = compile_lines(path, &name, &deployments, &mut line_configs, route_keys, errors);
-    for (deployment, (at, own)) in deployments.iter_mut().zip(lifecycles) {
-        let key = deployment.version.major.to_string();
-        let line = line_configs.get(&key).map(|l| l.lifecycle.clone()).unwrap_or_default();
-        let merged = LifecycleConfig {
-            deprecated: own.deprecated.or(line.deprecated),
-            sunset: own.sunset.or(line.sunset),
-            successor: own.successor.or(line.successor),
-            link: own.link.or(line.link),
-        };
-        deployment.lifecycle = compile_lifecycle(&at, merged, errors);
-    }
+    let (deployments, lines) =
+        compile_deployments(path, &name, config.deployments, &config.lines, known, route_keys, errors);
     let sticky = config.sticky.and_then(|s| compile_sticky(&format!("{path}.sticky"), s, errors));
 
     let default_version = match config.default_version.as_str() {
@@ -231,7 +218,6 @@ fn compile_service(
         strip_version: config.rewrite.strip_version,
         set_version_header: config.rewrite.set_version_header,
         supported_versions,
-        caller_requires: None,
         sticky,
     }
 }
@@ -263,7 +249,7 @@ fn compile_lifecycle(path: &str, config: LifecycleConfig, errors: &mut Errors) -
             errors.add(format!("{path}.link"), format!("{link:?} must be an http(s) URL or an absolute path"));
         }
     }
-    Lifecycle::new(deprecated_at, sunset_at, config.successor, config.link)
+    Lifecycle::new(deprecated_at, sunset_at, config.successor, config.link.as_deref())
 }
 
 fn compile_sticky(path: &str, config: StickyConfig, errors: &mut Errors) -> Option<StickyKey> {
@@ -295,87 +281,60 @@ fn compile_sticky(path: &str, config: StickyConfig, errors: &mut Errors) -> Opti
     }
 }
 
+/// The deployments, oldest first, each compiled once together with its major line (whose
+/// route it shares and whose lifecycle it inherits field by field), and the lines.
 fn compile_deployments(
     path: &str,
     service: &str,
     configs: Vec<DeploymentConfig>,
+    line_configs: &BTreeMap<String, LineConfig>,
+    known: &BTreeSet<String>,
     route_keys: &mut BTreeSet<String>,
     errors: &mut Errors,
-) -> (Vec<Deployment>, Vec<(String, LifecycleConfig)>) {
+) -> (Vec<Deployment>, Vec<Line>) {
     if configs.is_empty() {
         errors.add(format!("{path}.deployments"), "at least one deployment is needed");
     }
-    let mut deployments: Vec<Deployment> = Vec::with_capacity(configs.len());
-    // Lifecycles are compiled once each deployment's line is known; kept in input order till then.
-    let mut lifecycles: Vec<(String, LifecycleConfig)> = Vec::new();
+    let mut parsed: Vec<(String, Version, DeploymentConfig)> = Vec::with_capacity(configs.len());
     for (i, config) in configs.into_iter().enumerate() {
         let at = format!("{path}.deployments[{i}]");
-        let version = match Version::parse(config.version.trim()) {
-            Ok(v) => v,
-            Err(e) => {
-                errors.add(
-                    format!("{at}.version"),
-                    format!("{:?} is not a full semver version (like 2.1.0): {e}", config.version),
-                );
-                continue;
+        match Version::parse(config.version.trim()) {
+            Ok(v) if parsed.iter().any(|(_, seen, _)| *seen == v) => {
+                errors.add(format!("{at}.version"), format!("version {v} is listed twice"));
             }
-        };
-        if deployments.iter().any(|d| d.version == version) {
-            errors.add(format!("{at}.version"), format!("version {version} is listed twice"));
-            continue;
+            Ok(v) => parsed.push((at, v, config)),
+            Err(e) => errors.add(
+                format!("{at}.version"),
+                format!("{:?} is not a full semver version (like 2.1.0): {e}", config.version),
+            ),
         }
-        // `+` (build metadata) is not allowed in route keys, so it becomes `_`.
-        let route = config.route.unwrap_or_else(|| format!("{service}-{version}").replace('+', "_"));
-        check_route_key(&format!("{at}.route"), &route, route_keys, errors);
-        if let Some(weight) = config.weight.filter(|w| *w > 100) {
-            errors.add(format!("{at}.weight"), format!("{weight} is not a percentage from 0 to 100"));
-        }
-        let mut accepts = Vec::new();
-        for (caller, range) in &config.accepts {
-            match VersionReq::parse(range) {
-                Ok(req) => accepts.push((caller.clone(), req)),
-                Err(e) => errors.add(
-                    format!("{at}.accepts.{caller}"),
-                    format!("{range:?} is not a semver range (like \"<2\"): {e}"),
-                ),
-            }
-        }
-        deployments.push(Deployment {
-            version,
-            route,
-            weight: config.weight,
-            accepts,
-            lifecycle: Lifecycle::default(),
-        });
-        lifecycles.push((format!("{at}.lifecycle"), config.lifecycle));
     }
-    let mut paired: Vec<(Deployment, (String, LifecycleConfig))> = deployments.into_iter().zip(lifecycles).collect();
-    paired.sort_by(|a, b| a.0.version.cmp(&b.0.version));
-    paired.into_iter().unzip()
-}
+    parsed.sort_by(|a, b| a.1.cmp(&b.1));
 
-fn compile_lines(
-    path: &str,
-    service: &str,
-    deployments: &[Deployment],
-    configs: &mut BTreeMap<String, LineConfig>,
-    route_keys: &mut BTreeSet<String>,
-    errors: &mut Errors,
-) -> Vec<Line> {
     let mut lines: Vec<Line> = Vec::new();
-    for deployment in deployments {
+    for (_, version, _) in &parsed {
         match lines.last_mut() {
-            Some(line) if line.major == deployment.version.major => line.size += 1,
-            _ => lines.push(Line { major: deployment.version.major, route: String::new(), size: 1 }),
+            Some(line) if line.major == version.major => line.size += 1,
+            _ => {
+                let key = version.major.to_string();
+                let route = line_configs.get(&key).and_then(|c| c.route.clone());
+                let route = route.unwrap_or_else(|| format!("{service}-v{}", version.major));
+                lines.push(Line { major: version.major, route, size: 1 });
+            }
         }
     }
-    for line in &mut lines {
-        let key = line.major.to_string();
-        let route = configs.get(&key).and_then(|c| c.route.clone());
-        line.route = route.unwrap_or_else(|| format!("{service}-v{}", line.major));
-        check_route_key(&format!("{path}.lines.{key}.route"), &line.route, route_keys, errors);
+    let no_line = LineConfig::default();
+    let deployments: Vec<Deployment> = parsed
+        .into_iter()
+        .map(|(at, version, config)| {
+            let line = line_configs.get(&version.major.to_string()).unwrap_or(&no_line);
+            compile_deployment(&at, service, version, config, &line.lifecycle, known, route_keys, errors)
+        })
+        .collect();
+    for line in &lines {
+        check_route_key(&format!("{path}.lines.{}.route", line.major), &line.route, route_keys, errors);
     }
-    for key in configs.keys().filter(|k| !lines.iter().any(|l| l.major.to_string() == **k)) {
+    for key in line_configs.keys().filter(|k| !lines.iter().any(|l| l.major.to_string() == **k)) {
         errors.add(format!("{path}.lines.{key}"), format!("{key:?} is not the major of any deployment"));
     }
     // Weights describe shares within one line; half-given weights would leave the rest unknown.
@@ -394,7 +353,44 @@ fn compile_lines(
             );
         }
     }
-    lines
+    (deployments, lines)
+}
+
+#[allow(clippy::too_many_arguments)] // The walk's context (path, service, line, keys seen, errors), passed as is.
+fn compile_deployment(
+    at: &str,
+    service: &str,
+    version: Version,
+    config: DeploymentConfig,
+    line_lifecycle: &LifecycleConfig,
+    known: &BTreeSet<String>,
+    route_keys: &mut BTreeSet<String>,
+    errors: &mut Errors,
+) -> Deployment {
+    // `+` (build metadata) is not allowed in route keys, so it becomes `_`.
+    let route = config.route.unwrap_or_else(|| format!("{service}-{version}").replace('+', "_"));
+    check_route_key(&format!("{at}.route"), &route, route_keys, errors);
+    if let Some(weight) = config.weight.filter(|w| *w > 100) {
+        errors.add(format!("{at}.weight"), format!("{weight} is not a percentage from 0 to 100"));
+    }
+    let mut accepts = Vec::new();
+    for (caller, range) in &config.accepts {
+        match VersionReq::parse(range) {
+            Ok(req) => accepts.push((caller.clone(), req)),
+            Err(e) => errors
+                .add(format!("{at}.accepts.{caller}"), format!("{range:?} is not a semver range (like \"<2\"): {e}")),
+        }
+    }
+    let requires = compile_requires(&format!("{at}.requires"), &config.requires, known, errors);
+    let own = config.lifecycle;
+    let merged = LifecycleConfig {
+        deprecated: own.deprecated.or_else(|| line_lifecycle.deprecated.clone()),
+        sunset: own.sunset.or_else(|| line_lifecycle.sunset.clone()),
+        successor: own.successor.or_else(|| line_lifecycle.successor.clone()),
+        link: own.link.or_else(|| line_lifecycle.link.clone()),
+    };
+    let lifecycle = compile_lifecycle(&format!("{at}.lifecycle"), merged, errors);
+    Deployment { version, route, weight: config.weight, accepts, requires, lifecycle }
 }
 
 fn check_route_key(path: &str, key: &str, seen: &mut BTreeSet<String>, errors: &mut Errors) {

@@ -7,7 +7,7 @@ mod catalog;
 mod compile;
 pub mod model;
 
-pub use catalog::{Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
+pub use catalog::{Caller, Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
 
 use std::fmt;
 

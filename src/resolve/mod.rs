@@ -174,7 +174,7 @@ fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64
     if let Some(caller) = &caller {
         set_headers.push((CALLER_HEADER, Cow::Owned(caller.to_string().into_bytes())));
     }
-    if let (Some(range), Some(_)) = (&service.caller_requires, &catalog.caller) {
+    if let Some(range) = catalog.caller.as_ref().and_then(|c| c.requirement(&service.name)) {
         set_headers.push((REQUIRES_HEADER, Cow::Owned(range.to_string().into_bytes())));
     }
     if let Some(key) = service.sticky.as_ref().and_then(|s| s.find(request)) {
@@ -194,7 +194,7 @@ fn caller_and_requirement<'c>(
     request: &Request<'_>,
 ) -> Result<CallerAndRequirement<'c>, Problem> {
     if let Some(own) = &catalog.caller {
-        return Ok((Some(Cow::Borrowed(own)), service.caller_requires.as_ref().map(Cow::Borrowed)));
+        return Ok((Some(Cow::Borrowed(&own.identity)), own.requirement(&service.name).map(Cow::Borrowed)));
     }
     if !catalog.trust_caller_headers {
         return Ok((None, None));
