@@ -1,9 +1,6 @@
 //! Where a requested version comes from: a header, the path (`/v2/x`), a path suffix
 //! (`/x_v2`), the Accept header, a query parameter, or a gRPC package (`/acme.user.v2.S/M`).
 
-use crate::config::Service;
-use crate::request::Request;
-use crate::version::{RequestedVersion, VersionError};
 use serde::Deserialize;
 
 /// A version source, as named in the configuration's `sources` list.
@@ -36,41 +33,6 @@ impl Source {
     }
 }
 
-/// One version found in a request, valid or not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found<'a> {
-    pub source: Source,
-    /// The bytes as sent, for error messages.
-    pub raw: &'a [u8],
-    pub version: Result<RequestedVersion, VersionError>,
-}
-
-/// Every version the service's enabled sources find in the request, in precedence order.
-pub fn find_versions<'a>(service: &Service, request: &Request<'a>) -> Vec<Found<'a>> {
-    let mut found = Vec::new();
-    for source in &service.sources {
-        let mut push =
-            |raw: &'a [u8]| found.push(Found { source: *source, raw, version: RequestedVersion::parse(raw) });
-        match source {
-            Source::Header => request.values(&service.version_header).for_each(&mut push),
-            Source::Path => request.leading_version.iter().for_each(|v| push(v.raw)),
-            Source::Suffix => request.suffix_version.iter().for_each(|v| push(v.raw)),
-            Source::Accept => {
-                for value in request.values("accept") {
-                    accept_versions(value, service.accept_vendor.as_deref()).for_each(&mut push);
-                }
-            }
-            Source::Query => query_values(request.query, &service.query_param).for_each(&mut push),
-            Source::Grpc => {
-                if request.is_grpc() {
-                    grpc_package_version(request.path).iter().for_each(|raw| push(raw));
-                }
-            }
-        }
-    }
-    found
-}
-
 /// Values of a query parameter, raw (a percent-encoded value does not parse as a version).
 pub fn query_values<'a, 'n>(query: Option<&'a [u8]>, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
 where
@@ -89,7 +51,7 @@ pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 
 /// Versions named in one Accept header value: `application/json; version=2` or
 /// `application/vnd.<vendor>.v2+json`, in any of its comma-separated media ranges.
-fn accept_versions<'a: 'v, 'v>(value: &'a [u8], vendor: Option<&'v str>) -> impl Iterator<Item = &'a [u8]> + 'v {
+pub fn accept_versions<'a: 'v, 'v>(value: &'a [u8], vendor: Option<&'v str>) -> impl Iterator<Item = &'a [u8]> + 'v {
     value.split(|b| *b == b',').flat_map(move |range| {
         let mut parts = range.split(|b| *b == b';');
         let media_type = parts.next().unwrap_or_default().trim_ascii();
@@ -121,7 +83,7 @@ fn vendor_version<'a>(media_type: &'a [u8], vendor: Option<&str>) -> Option<&'a 
 }
 
 /// `/acme.user.v2.UserService/Register` → `v2`: the package label that is `v` and digits.
-fn grpc_package_version(path: &[u8]) -> Option<&[u8]> {
+pub fn grpc_package_version(path: &[u8]) -> Option<&[u8]> {
     let rest = path.strip_prefix(b"/")?;
     let service = rest.get(..rest.iter().position(|b| *b == b'/')?)?;
     service.split(|b| *b == b'.').find(|label| {

@@ -13,12 +13,13 @@
 #![allow(clippy::result_large_err)] // A rejection is the rare path, answered once: boxing buys nothing.
 
 use crate::caller::{parse_requirement, CallerIdentity, CALLER_HEADER, REQUIRES_HEADER};
-use crate::config::{Catalog, DefaultVersion, Deployment, Service, OWNED_HEADER_PREFIX};
+use crate::config::{Catalog, Deployment, Service, OWNED_HEADER_PREFIX};
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
-use crate::sources::{find_versions, query_pairs, Found, Source};
+use crate::sources::{query_pairs, Source};
 use crate::sticky::{bucket, STICKY_HEADER};
 use crate::version::RequestedVersion;
+use requested::{default_version, find_versions, requested_version, Found};
 use semver::VersionReq;
 use std::borrow::Cow;
 
@@ -60,21 +61,23 @@ pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan
         .filter(|(name, _)| name.starts_with(OWNED_HEADER_PREFIX.as_bytes()))
         .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
         .collect();
-    let service = catalog.services.iter().position(|s| service_matches(s, request));
-    let outcome = match service {
+    let matched = catalog.services.iter().enumerate().find(|(_, s)| service_matches(s, request));
+    let outcome = match matched {
         None => Outcome::PassThrough,
-        Some(index) => match route(catalog, index, request, now) {
+        Some((_, service)) => match route(catalog, service, request, now) {
             Ok(forward) => Outcome::Forward(forward),
             Err(problem) => Outcome::Reject(problem),
         },
     };
-    Plan { remove_headers, service, outcome }
+    Plan { remove_headers, service: matched.map(|(index, _)| index), outcome }
 }
 
-fn route<'c>(catalog: &'c Catalog, index: usize, request: &Request<'_>, now: i64) -> Result<Forward<'c>, Problem> {
-    let Some(service) = catalog.services.get(index) else {
-        return Err(problem_without_service(index));
-    };
+fn route<'c>(
+    catalog: &'c Catalog,
+    service: &'c Service,
+    request: &Request<'_>,
+    now: i64,
+) -> Result<Forward<'c>, Problem> {
     let found = find_versions(service, request);
     let requested = requested_version(service, &found)?;
     let (caller, requirement) = caller_and_requirement(catalog, service, request)?;
@@ -214,55 +217,6 @@ fn caller_and_requirement<'c>(
     Ok((caller, requirement))
 }
 
-/// The one version the request names, if any; malformed or disagreeing values are refused.
-fn requested_version(service: &Service, found: &[Found<'_>]) -> Result<Option<RequestedVersion>, Problem> {
-    let mut chosen: Option<(RequestedVersion, &Found<'_>)> = None;
-    for f in found {
-        let version = match &f.version {
-            Ok(v) => *v,
-            Err(e) => {
-                let detail = format!(
-                    "The {} gives {}, which is not a version: {e}.",
-                    describe(service, f.source),
-                    quote_raw(f.raw)
-                );
-                return Err(problem(service, ProblemKind::MalformedVersion, detail, None));
-            }
-        };
-        match chosen {
-            None => chosen = Some((version, f)),
-            Some((first, first_found)) if !first.same_range(&version) => {
-                let detail = format!(
-                    "The {} asks for version {first} but the {} asks for version {version}; send one version.",
-                    describe(service, first_found.source),
-                    describe(service, f.source)
-                );
-                return Err(problem(service, ProblemKind::VersionConflict, detail, None));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(chosen.map(|(v, _)| v))
-}
-
-/// The version a request that names none gets, and its text for the version header.
-fn default_version(service: &Service) -> Result<(RequestedVersion, String), Problem> {
-    match &service.default_version {
-        DefaultVersion::Fixed(v) => Ok((*v, v.to_string())),
-        DefaultVersion::Latest => {
-            let major = service.lines.last().map_or(0, |l| l.major);
-            Ok((RequestedVersion { major, minor: None, patch: None }, major.to_string()))
-        }
-        DefaultVersion::Reject => {
-            let detail = format!(
-                "{} needs an API version; name one, for example with the {} header.",
-                service.name, service.version_header
-            );
-            Err(problem(service, ProblemKind::VersionRequired, detail, None))
-        }
-    }
-}
-
 /// The path the upstream sees: without the segment, suffix or query parameter that named
 /// the version. `None` when nothing changes.
 fn canonical_path(service: &Service, request: &Request<'_>, found: &[Found<'_>]) -> Option<Vec<u8>> {
@@ -320,17 +274,6 @@ fn path_views<'r>(service: &Service, request: &Request<'r>) -> impl Iterator<Ite
     [Some(request.path), leading, suffix.map(|v| v.remainder), both].into_iter().flatten()
 }
 
-fn describe(service: &Service, source: Source) -> String {
-    match source {
-        Source::Header => format!("header {}", service.version_header),
-        Source::Path => "path segment".to_owned(),
-        Source::Suffix => "path suffix".to_owned(),
-        Source::Accept => "Accept header".to_owned(),
-        Source::Query => format!("query parameter {}", service.query_param),
-        Source::Grpc => "gRPC package".to_owned(),
-    }
-}
-
 fn problem(service: &Service, kind: ProblemKind, detail: String, requested: Option<String>) -> Problem {
     Problem {
         kind,
@@ -342,17 +285,7 @@ fn problem(service: &Service, kind: ProblemKind, detail: String, requested: Opti
     }
 }
 
-/// Cannot happen (the index comes from the same catalog); answered rather than panicking.
-fn problem_without_service(index: usize) -> Problem {
-    Problem {
-        kind: ProblemKind::UnsupportedVersion,
-        detail: format!("service #{index} is not in the catalog"),
-        service: String::new(),
-        supported_versions: Vec::new(),
-        requested_version: None,
-        extensions: Vec::new(),
-    }
-}
+mod requested;
 
 #[cfg(test)]
 mod tests;
