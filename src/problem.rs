@@ -8,6 +8,21 @@ pub const SUPPORTED_VERSIONS_HEADER: &str = "api-supported-versions";
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// Problem types are `urn:meshver:problem:<kind>`; the README lists every kind.
 const TYPE_PREFIX: &str = "urn:meshver:problem:";
+/// gRPC metadata naming the problem type, since a gRPC answer carries no problem+json body.
+pub const PROBLEM_TYPE_METADATA: &str = "meshver-problem-type";
+
+/// An answer the filter gives by itself, as the host sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status (200 for a gRPC answer: the gRPC status says what went wrong).
+    pub status: u32,
+    /// Response headers, or for a gRPC answer its metadata.
+    pub headers: Vec<(&'static str, String)>,
+    /// The problem+json body, or for a gRPC answer the status message.
+    pub body: Vec<u8>,
+    /// Set for a gRPC answer: the gRPC status code.
+    pub grpc_status: Option<u32>,
+}
 
 /// Why the filter answered a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +163,25 @@ impl Problem {
     /// The problem's type URI.
     pub fn type_uri(&self) -> String {
         format!("{TYPE_PREFIX}{}", self.kind.slug())
+    }
+
+    /// The answer to send: problem+json, or for a gRPC call (whose client cannot read a JSON
+    /// body) the matching gRPC status with the detail as its message.
+    pub fn answer(&self, grpc: bool) -> Answer {
+        if grpc {
+            let metadata = vec![
+                (SUPPORTED_VERSIONS_HEADER, self.supported_versions.join(", ")),
+                (PROBLEM_TYPE_METADATA, self.type_uri()),
+            ];
+            Answer {
+                status: 200,
+                headers: metadata,
+                body: self.detail.clone().into_bytes(),
+                grpc_status: Some(self.kind.grpc_code()),
+            }
+        } else {
+            Answer { status: u32::from(self.status()), headers: self.headers(), body: self.body(), grpc_status: None }
+        }
     }
 
     /// The response headers that go with the body.

@@ -1,8 +1,9 @@
-//! The host adapter: the only code that calls proxy-wasm. It moves bytes between Envoy
-//! and [`crate::resolve`], and decides nothing itself.
+//! The host adapter: the only code that calls proxy-wasm. It implements
+//! [`crate::filter::Host`] over Envoy's ABI and decides nothing itself.
 
 mod counters;
 mod http;
+mod plugin;
 mod root;
 
 use proxy_wasm::traits::RootContext;

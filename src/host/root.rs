@@ -4,7 +4,8 @@
 
 use super::counters::Counters;
 use super::http::MeshverHttp;
-use crate::config::{self, Catalog};
+use super::plugin::Plugin;
+use crate::config;
 use crate::metrics::counter_names;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -14,15 +15,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// How often counts reach Envoy's stats and the clock is read: the most either can lag.
 pub const TICK_PERIOD: Duration = Duration::from_secs(1);
-
-/// What one configuration shares with every request it serves.
-pub struct Plugin {
-    pub catalog: Catalog,
-    pub counters: Counters,
-    /// The proxy's clock (unix seconds) as of the last tick: sunsets are decided by it, to the
-    /// second.
-    pub now: Cell<i64>,
-}
 
 #[derive(Default)]
 pub struct MeshverRoot {

@@ -1,0 +1,74 @@
+//! An in-memory [`Host`]: a request's headers in, and a record of everything the filter did
+//! to them out, for native tests of the whole request path.
+
+use super::Host;
+use crate::header_map;
+use crate::problem::Answer;
+
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    /// The request headers as they stand (names lower-case), pseudo-headers included.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Header names removed, in order.
+    pub removed: Vec<String>,
+    /// Headers set, in order.
+    pub set: Vec<(String, Vec<u8>)>,
+    pub answer: Option<Answer>,
+    /// Counter slots counted, in order.
+    pub counted: Vec<usize>,
+    pub now: i64,
+    /// When set, the host refuses the header map.
+    pub refuse_headers: bool,
+    /// When set, the host hands over these bytes as the header map.
+    pub raw_header_map: Option<Vec<u8>>,
+}
+
+impl FakeHost {
+    pub fn new(headers: &[(&str, &[u8])]) -> Self {
+        FakeHost { headers: headers.iter().map(|(n, v)| ((*n).to_owned(), v.to_vec())).collect(), ..Self::default() }
+    }
+
+    /// The first value of a header as it stands after the filter ran, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+impl Host for FakeHost {
+    fn request_header_map(&mut self) -> Option<Vec<u8>> {
+        if self.refuse_headers {
+            return None;
+        }
+        if let Some(raw) = &self.raw_header_map {
+            return Some(raw.clone());
+        }
+        let pairs: Vec<(&[u8], &[u8])> = self.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())).collect();
+        Some(header_map::serialise(&pairs))
+    }
+
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.headers.retain(|(n, _)| n != name);
+        match value {
+            Some(value) => {
+                self.headers.push((name.to_owned(), value.to_vec()));
+                self.set.push((name.to_owned(), value.to_vec()));
+            }
+            None => self.removed.push(name.to_owned()),
+        }
+    }
+
+    fn send_answer(&mut self, answer: &Answer) {
+        assert!(self.answer.is_none(), "answered twice");
+        self.answer = Some(answer.clone());
+    }
+
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn count(&mut self, slot: usize) {
+        self.counted.push(slot);
+    }
+
+    fn debug(&self, _message: std::fmt::Arguments<'_>) {}
+}

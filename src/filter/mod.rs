@@ -1,0 +1,80 @@
+//! The request path as plain Rust: what the filter does with one request, run against a
+//! [`Host`]. The proxy-wasm adapter (`host/`, wasm only) is the one real host and decides
+//! nothing; the tests drive the same function through an in-memory host.
+//!
+//! One pass over the request headers: read them as bytes, [`decide`], count, remove what
+//! clients may not send, then set the route and rewrite, or answer (problem+json, or a gRPC
+//! status for a gRPC call).
+
+use crate::config::Catalog;
+use crate::header_map;
+use crate::metrics;
+use crate::problem::Answer;
+use crate::request::Request;
+use crate::resolve::{decide, Outcome};
+
+/// What the request path needs of the proxy.
+pub trait Host {
+    /// The request's headers as the host serialises them ([`header_map`]'s format); `None`
+    /// when the host refuses.
+    fn request_header_map(&mut self) -> Option<Vec<u8>>;
+    /// Sets a request header, replacing every value; `None` removes it.
+    fn set_request_header(&mut self, name: &str, value: Option<&[u8]>);
+    /// Answers the request; nothing reaches an upstream.
+    fn send_answer(&mut self, answer: &Answer);
+    /// The proxy's clock, unix seconds.
+    fn now(&self) -> i64;
+    /// Counts the request in a counter slot (see [`metrics::counter_names`]).
+    fn count(&mut self, slot: usize);
+    /// A line for the proxy's debug log.
+    fn debug(&self, message: std::fmt::Arguments<'_>);
+}
+
+/// Whether the request goes on through the filter chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// The filter answered; the request stops here.
+    Answered,
+}
+
+/// Runs one request's headers through the catalog.
+pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
+    let Some(buffer) = host.request_header_map() else {
+        host.debug(format_args!("the host refused the header map; request left alone"));
+        return Verdict::Continue;
+    };
+    let Some(headers) = header_map::parse(&buffer) else {
+        host.debug(format_args!("the host sent an unreadable header map; request left alone"));
+        return Verdict::Continue;
+    };
+    let request = Request::new(&headers);
+    let plan = decide(catalog, &request, host.now());
+    host.count(metrics::slot(catalog, &plan));
+    for name in &plan.remove_headers {
+        host.set_request_header(name, None);
+    }
+    match plan.outcome {
+        Outcome::PassThrough => Verdict::Continue,
+        Outcome::Forward(forward) => {
+            for (name, value) in &forward.set_headers {
+                host.set_request_header(name, Some(value));
+            }
+            if let Some(path) = &forward.path {
+                host.set_request_header(":path", Some(path));
+            }
+            host.debug(format_args!("{} -> route {}", forward.service, forward.route));
+            Verdict::Continue
+        }
+        Outcome::Reject(problem) => {
+            host.debug(format_args!("{} answered {}: {}", problem.service, problem.status(), problem.detail));
+            host.send_answer(&problem.answer(request.is_grpc()));
+            Verdict::Answered
+        }
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
