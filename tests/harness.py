@@ -134,9 +134,14 @@ class Upstream:
 
 
 class Envoy:
-    """The real Envoy serving `config` (a bootstrap dict), stopped by stop() or `with`."""
+    """The real Envoy serving `config` (a bootstrap dict), stopped by stop() or `with`.
 
-    def __init__(self, config, concurrency=2, name="envoy", base_id=None):
+    cpus: pin it with `taskset -c CPUS` (e.g. "0"; the benchmark does). log_level and
+    component_log_level (None: none) are Envoy's --log-level and --component-log-level.
+    """
+
+    def __init__(self, config, concurrency=2, name="envoy", base_id=None, cpus=None,
+                 log_level="info", component_log_level="wasm:debug"):
         self.name = name
         self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
         self.admin_port = config["admin"]["address"]["socket_address"]["port_value"]
@@ -152,10 +157,14 @@ class Envoy:
         self.log_path = self.workdir / "envoy.log"
         self._final_log = None
         cmd = [str(envoy_binary()), "-c", str(self.config_path), "--base-id", str(base_id),
-               "--concurrency", str(concurrency), "--log-level", "info",
-               "--component-log-level", "wasm:debug", "--log-path", str(self.log_path),
+               "--concurrency", str(concurrency), "--log-level", log_level,
+               *(["--component-log-level", component_log_level] if component_log_level else []),
+               "--log-path", str(self.log_path),
                # Flush the log file often, so log_text() is current while Envoy runs.
                "--file-flush-interval-msec", "100", "--disable-hot-restart"]
+        if cpus is not None:
+            # taskset execs Envoy: the process (and its pid) is Envoy's own.
+            cmd = ["taskset", "-c", str(cpus), *cmd]
         # Early failures (bad flags, crashes) go to stdout/stderr, not the log file.
         self._output = open(self.workdir / "envoy.out", "wb")
         # cwd: the shipped demo config names the module relative to the repository root.
