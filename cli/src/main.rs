@@ -7,6 +7,7 @@
 
 mod admin;
 mod catalog;
+mod compiled;
 mod fail;
 mod live;
 mod mesh;
@@ -36,7 +37,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate a catalog exactly as the filter does; print every error with its JSON path.
-    Check { config: PathBuf },
+    Check {
+        config: PathBuf,
+        /// Print the compiled catalog as JSON (routes, defaults, weights, lifecycles).
+        #[arg(long)]
+        json: bool,
+    },
     /// Render mesh configuration.
     #[command(subcommand)]
     Render(RenderCommand),
@@ -137,7 +143,7 @@ fn main() {
 
 fn run(command: Command) -> Outcome {
     match command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, json } => check(&config, json),
         Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to }) => {
             let wasm = match wasm_relative_to {
                 Some(dir) => render::envoy::WasmPath::RelativeTo(dir),
@@ -185,9 +191,16 @@ fn run(command: Command) -> Outcome {
     }
 }
 
-/// `meshver check`: the filter's own validation, one line per error.
-fn check(path: &Path) -> Outcome {
+/// `meshver check`: the filter's own validation, one line per error; with `--json`, the
+/// compiled catalog.
+fn check(path: &Path, json: bool) -> Outcome {
     let file = catalog::load_file(path)?;
+    if json {
+        let compiled = compiled::CompiledCatalog::new(&file.catalog);
+        let text = serde_json::to_string_pretty(&compiled)
+            .map_err(|e| Fail::new(format!("cannot write JSON: {e}"), "report this as a bug"))?;
+        return emit(None, &format!("{text}\n"));
+    }
     let services = &file.catalog.services;
     let deployments: usize = services.iter().map(|s| s.deployments.len()).sum();
     println!("{}: ok, {} services, {deployments} deployments", path.display(), services.len());
