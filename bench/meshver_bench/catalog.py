@@ -1,0 +1,107 @@
+"""What meshver says about the demo catalog: the one source of catalog facts for the bench.
+
+Nothing here derives a route key, a default or a weight. The compiled catalog comes from
+`meshver check --json CATALOG` (services, their lines and deployments with route keys,
+effective weights, the default version); the routes arms B and C route on, and the lifecycle
+response headers, come from the route config `meshver render envoy` writes for the catalog.
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .env import CATALOG, MESHVER_CLI, run
+
+LIFECYCLE_HEADERS = ("deprecation", "sunset", "link")
+
+
+def _cli(*args):
+    done = run([str(MESHVER_CLI), *args], 60)
+    if done.returncode != 0:
+        sys.exit(f"meshver {' '.join(args)} failed:\n{done.stderr}")
+    return json.loads(done.stdout)
+
+
+def _version_key(version):
+    return tuple(int(part) for part in version.split("."))
+
+
+def _required(service, *names):
+    """A field of a compiled service, which must be there: the bench supplies no defaults."""
+    for name in names:
+        value = service
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    sys.exit(f"`meshver check --json` prints no {' or '.join(names)} for service {service.get('name')}; "
+             "the bench reads it from there instead of assuming a default")
+
+
+def compiled_catalog(catalog_path=CATALOG):
+    """The catalog as the filter compiles it, from `meshver check --json`."""
+    return _cli("check", "--json", str(catalog_path))
+
+
+def services(compiled):
+    """Per service, in catalog order, what the arms need (all of it from the compiled catalog):
+
+    name, prefixes, default (the default version as written, e.g. "1"), sources, version_header,
+    query_param, accept_vendor (None: any), versions (deployed, ascending), deployments
+    ([{route, version, major}], ascending), lines ({major: {route, deployments}}).
+    """
+    out = []
+    for s in compiled["services"]:
+        deployments = sorted(s["deployments"], key=lambda d: _version_key(d["version"]))
+        out.append({
+            "name": s["name"],
+            "prefixes": _required(s, "path_prefixes", "match.path_prefixes"),
+            "default": s["default_version"],
+            "sources": _required(s, "sources"),
+            "version_header": _required(s, "version_header"),
+            "query_param": _required(s, "query_param"),
+            "accept_vendor": s.get("accept_vendor"),
+            "versions": [d["version"] for d in deployments],
+            "deployments": [{"route": d["route"], "version": d["version"], "major": d["major"]}
+                            for d in deployments],
+            "lines": {line["major"]: {"route": line["route"], "deployments": line["deployments"]}
+                      for line in s["lines"]},
+        })
+    return out
+
+
+def rendered_route_config(upstream_ports, wasm):
+    """The route config of the bootstrap `meshver render envoy` writes for the demo catalog
+    and these upstreams (deployment route key -> port): an exact match on the route header
+    per route key, weighted clusters for lines, lifecycle headers as response_headers_to_add."""
+    work = Path(tempfile.mkdtemp(prefix="meshver-bench-render-"))
+    try:
+        mesh = {"admin": "127.0.0.1:9901", "wasm": str(wasm),
+                "endpoints": {name: f"127.0.0.1:{port}" for name, port in upstream_ports.items()},
+                "listeners": [{"name": "bench", "address": "127.0.0.1:10000", "catalog": str(CATALOG)}]}
+        (work / "mesh.json").write_text(json.dumps(mesh))
+        bootstrap = _cli("render", "envoy", str(work / "mesh.json"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    listener = bootstrap["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+
+
+def keyed_routes(route_config, route_header):
+    """Route key -> the rendered route that matches it exactly in `route_header`."""
+    out = {}
+    for route in route_config["virtual_hosts"][0]["routes"]:
+        for header in route["match"].get("headers", []):
+            if header["name"] == route_header and "exact" in header.get("string_match", {}):
+                out[header["string_match"]["exact"]] = route
+    return out
+
+
+def lifecycle_headers(keyed):
+    """Deployment route key -> the lifecycle headers its answers carry ({name: value}), as
+    rendered on the deployment's own route (the same as on its entry in its line's clusters)."""
+    return {key: {h["header"]["key"]: h["header"]["value"] for h in route.get("response_headers_to_add", [])
+                  if h["header"]["key"] in LIFECYCLE_HEADERS}
+            for key, route in keyed.items() if "cluster" in route.get("route", {})}

@@ -1,0 +1,47 @@
+"""Where things are, and the process handling the benchmark shares with the e2e tests.
+
+Envoys are started with tests/harness.py's `Envoy` (pinned with its `cpus`, quiet with its
+`log_level`), ports come from its `free_port`; only the load generators are started here.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import harness  # noqa: E402  (the e2e tests' harness: plain Python, no pytest)
+
+CATALOG = ROOT / "examples/catalog.json"
+MIX = ROOT / "bench/mix.json"
+LUA = ROOT / "bench/lua/meshver.lua"
+MESHVER_WASM = ROOT / "target/wasm32-wasip1/release/meshver.wasm"
+EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.wasm"
+DECIDE_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_decide_wasm.wasm"
+OPENLOOP = ROOT / "target/release/openloop"
+# The operator CLI `make bench` builds; MESHVER_CLI=path uses another (as in the e2e tests).
+MESHVER_CLI = Path(os.environ.get("MESHVER_CLI") or ROOT / "target/release/meshver")
+CRITERION = ROOT / "target/bench-decide/criterion/decide"
+RESULTS = ROOT / "bench/results"
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+# The front Envoy (the one measured) runs alone on one CPU; the load generators and the
+# upstream Envoy on the other.
+ENVOY_CPU, LOADGEN_CPU = "0", "1"
+
+
+def log(*parts):
+    print(*parts, flush=True)
+
+
+def run(cmd, timeout):
+    """Run a command to its end; its output as text."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def start_envoy(name, config, cpus, concurrency=1):
+    """An Envoy pinned to `cpus`, `concurrency` workers, logging warnings and worse only
+    (the harness's Envoy: it waits until the listener accepts, and stops it on exit)."""
+    return harness.Envoy(config, concurrency=concurrency, name=f"bench-{name}", cpus=cpus,
+                         log_level="warn", component_log_level=None)
