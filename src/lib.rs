@@ -9,6 +9,7 @@
 
 pub mod caller;
 pub mod config;
+pub mod data;
 pub mod filter;
 pub mod header_map;
 pub mod lifecycle;
