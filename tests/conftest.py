@@ -1,11 +1,104 @@
-"""Pytest glue for the e2e harness: the `demo` stack, Envoy log checks, logs on failure."""
+"""Pytest glue for the e2e harness: the `demo` stack, Envoy log checks, logs on failure, and
+the guard that keeps every test inside the repository."""
 
 import json
+import os
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 import harness
 
+def _under(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+# --- The repository tests itself ----------------------------------------------------------
+# A fresh clone has nothing beside it, so a test that reads a file next to the repository
+# (the team's ../shared) passes here and fails there. Python's audit hook sees every file this
+# process opens or lists and every program it starts; a path in the repository's parent
+# directory but not in the repository fails the test that used it (or, outside any test,
+# the run). Python's own installation and the temp directory are not the repository's
+# business: a venv made from a Python under the same parent would read its standard library.
+# Programs the tests start are held to the same rule by test_self_contained.py's scan of what
+# the repository tells them to read.
+WATCHED = os.path.realpath(harness.ROOT.parent)
+INSIDE = os.path.realpath(harness.ROOT)
+EXEMPT = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                        sys.base_exec_prefix, tempfile.gettempdir(), *sys.path) if p}
+# (Not the repository itself, nor the parent or above: that would exempt everything.)
+EXEMPT = sorted(p for p in EXEMPT if not _under(p, INSIDE) and not _under(WATCHED, p))
+
+_running = ["collection"]  # the node id of the test running now, or what pytest is doing
+outside_reads = []  # (what was running, audit event, path)
+_in_hook = []
+
+
+def _outside_path(path, cwd=None):
+    """The real path of `path` if it is watched (outside the repository, beside it), else None."""
+    if isinstance(path, int):  # a file descriptor
+        return None
+    try:
+        path = os.fsdecode(path)
+    except TypeError:
+        return None
+    real = os.path.realpath(os.path.join(os.fsdecode(cwd) if cwd else os.getcwd(), path))
+    if not _under(real, WATCHED) or _under(real, INSIDE) or any(_under(real, p) for p in EXEMPT):
+        return None
+    return real
+
+
+def _audit(event, args):
+    if event not in ("open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile",
+                     "shutil.copytree", "subprocess.Popen") or _in_hook:
+        return
+    _in_hook.append(event)  # realpath below must not come back in here
+    try:
+        if event == "subprocess.Popen":
+            _, argv, cwd, _ = args
+            argv = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv or [])
+            paths = [_outside_path(a, cwd) for a in argv if os.sep in os.fsdecode(a)]
+        else:
+            paths = [_outside_path(args[0])]
+        outside_reads.extend((_running[0], event, p) for p in paths if p)
+    except Exception:  # an audit hook must never break what it watches
+        pass
+    finally:
+        _in_hook.pop()
+
+
+if os.path.dirname(WATCHED) != WATCHED:  # a repository at / has no "beside"
+    sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running[0] = item.nodeid
+    yield
+    _running[0] = "session"
+
+
+def _reads_of(running):
+    return [f"  {event} {path}" for who, event, path in outside_reads if who == running]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run for files read outside the repository while no test was running."""
+    tested = {item.nodeid for item in session.items}
+    stray = [f"  {event} {path} (during {who})" for who, event, path in outside_reads if who not in tested]
+    if stray:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "\n".join(["read outside the repository (a fresh clone does not have these):", *stray])
+        if reporter:
+            reporter.write_line(message, red=True)
+        else:
+            print(message, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- Envoy and the demo -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def demo():
@@ -32,9 +125,16 @@ def _envoys_of_this_test(request):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the log tail of every Envoy involved to a failed test's report."""
+    """Attach the log tail of every Envoy involved to a failed test's report; fail a test at
+    teardown if it read a file outside the repository."""
     outcome = yield
     report = outcome.get_result()
+    if call.when == "teardown":
+        reads = _reads_of(item.nodeid)
+        if reads:
+            report.outcome = "failed"
+            report.longrepr = "\n".join([f"{item.nodeid} read outside the repository "
+                                         "(a fresh clone does not have these):", *reads])
     if not report.failed:
         return
     first = getattr(item, "first_envoy", len(harness.started_envoys))

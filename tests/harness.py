@@ -5,9 +5,11 @@ pytest fixtures live in conftest.py.
 """
 
 import atexit
+import copy
 import http.client
 import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -68,24 +70,44 @@ def free_port():
             return port
 
 
-def _wait_until(check, timeout, proc):
-    """Poll check() until true; False on timeout or if proc exits first."""
+def next_base_id():
+    """An Envoy --base-id no other Envoy of this run (or the demo's 7) uses."""
+    return (os.getpid() % 20000) * 100 + next(_base_ids) % 100 + 100
+
+
+class WaitFailed(AssertionError):
+    """wait_for gave up: the condition did not hold in time, or the process it watched exited."""
+
+
+def wait_for(check, timeout, what, proc=None, interval=0.05):
+    """Call check() every `interval` seconds until it returns something true, and return that.
+
+    Tests wait for a condition, never for a fixed time. OSError from check() counts as "not
+    yet" (a port not listening yet). Raises WaitFailed naming `what` after `timeout` seconds,
+    or as soon as `proc` (a Popen) exits.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
+    last = None
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise WaitFailed(f"{what}: the process exited with code {proc.returncode}")
         try:
-            if check():
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
+            last = check()
+            if last:
+                return last
+        except OSError as error:
+            last = error
+        if time.monotonic() >= deadline:
+            raise WaitFailed(f"{what}: still not so after {timeout}s (last check: {last!r})")
+        time.sleep(interval)
 
 
-def _why_not_ready(proc, timeout):
-    code = proc.poll()
-    return f"exited with code {code}" if code is not None else f"was not ready after {timeout}s"
+def binomial_bounds(n, p, sigmas=5):
+    """(low, high) counts that n draws with success probability p fall within at `sigmas`
+    standard deviations: a correct build fails a test using them about once in 3.5 million
+    runs at 5 (and never when p is 0 or 1)."""
+    spread = sigmas * math.sqrt(n * p * (1 - p))
+    return max(0, math.floor(n * p - spread)), min(n, math.ceil(n * p + spread))
 
 
 def _stop_process(proc, sig=signal.SIGTERM, grace=5):
@@ -103,7 +125,7 @@ class Upstream:
 
     def __init__(self, service, version, port=None, extra_args=()):
         self.service, self.version = service, version
-        self.name = f"{service}-{version}"
+        self.name = f"{service} {version}"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: a pipe nobody reads would block a --verbose service.
@@ -113,11 +135,11 @@ class Upstream:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._stderr)
         _children.append(self.proc)
         healthy = lambda: http1("GET", self.url + "/healthz", timeout=1).status == 200
-        if not _wait_until(healthy, 10, self.proc):
-            why = _why_not_ready(self.proc, 10)
+        try:
+            wait_for(healthy, 10, f"upstream {self.name} on port {self.port} healthy", self.proc)
+        except WaitFailed as why:
             self.stop()
-            raise RuntimeError(f"upstream {self.name} on port {self.port} {why}; "
-                               f"stderr:\n{self.stderr_text()}")
+            raise RuntimeError(f"{why}; stderr:\n{self.stderr_text()}") from None
 
     def stderr_text(self):
         self._stderr.seek(0)
@@ -150,7 +172,8 @@ class Envoy:
         # Hot restart is disabled, but distinct base ids keep parallel Envoys (and the
         # demo's base id 7) apart even if someone turns it back on.
         if base_id is None:
-            base_id = (os.getpid() % 20000) * 100 + next(_base_ids) % 100 + 100
+            base_id = next_base_id()
+        self.config = config
         self.workdir = Path(tempfile.mkdtemp(prefix=f"meshver-{name}-"))
         self.config_path = self.workdir / "envoy.json"
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -171,10 +194,11 @@ class Envoy:
         self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, cwd=ROOT)
         _children.append(self.proc)
         started_envoys.append(self)
-        if not _wait_until(self._ready, 20, self.proc):
-            why = _why_not_ready(self.proc, 20)
+        try:
+            wait_for(self._ready, 20, f"{name} on port {self.port} ready", self.proc)
+        except WaitFailed as why:
             self.stop()
-            raise RuntimeError(f"{name} on port {self.port} {why}; log tail:\n{self.log_tail()}")
+            raise RuntimeError(f"{why}; log tail:\n{self.log_tail()}") from None
 
     def _ready(self):
         if http1("GET", self.admin_url + "/ready", timeout=1).status != 200:
@@ -213,6 +237,35 @@ class Envoy:
         body = http1("GET", self.admin_url + "/stats?format=json").json
         return {s["name"]: s["value"] for s in body["stats"] if "value" in s}
 
+    def _weighted_clusters(self):
+        """(name, runtime key, configured weight) of each weighted cluster of the main listener.
+        Envoy reads a cluster's weight from `runtime_key_prefix + "." + name` when that is set."""
+        hcm = self.config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+            split = route.get("route", {}).get("weighted_clusters", {})
+            for cluster in split.get("clusters", []):
+                yield cluster["name"], f"{split['runtime_key_prefix']}.{cluster['name']}", cluster["weight"]
+
+    def runtime(self):
+        """The admin runtime's values, as {key: int} (keys without a value left out)."""
+        entries = http1("GET", self.admin_url + "/runtime").json["entries"]
+        return {k: int(v["final_value"]) for k, v in entries.items() if v["final_value"] != ""}
+
+    def weights(self):
+        """{cluster: weight} of every weighted cluster now: the runtime's value where one is
+        set, else the configured weight."""
+        runtime = self.runtime()
+        return {name: runtime.get(key, weight) for name, key, weight in self._weighted_clusters()}
+
+    def set_weights(self, weights):
+        """Set clusters' weights ({cluster: weight}) in the admin runtime layer, and wait until
+        the admin reports them."""
+        keys = {name: key for name, key, _ in self._weighted_clusters()}
+        wanted = {keys[cluster]: weight for cluster, weight in weights.items()}
+        answer = http1("POST", f"{self.admin_url}/runtime_modify?{urllib.parse.urlencode(wanted)}")
+        assert answer.status == 200, answer.body
+        wait_for(lambda: wanted.items() <= self.runtime().items(), 5, f"{self.name} runtime at {weights}")
+
     def stop(self):
         """Stop Envoy (SIGTERM, then kill after 5s); keeps its log, removes its files."""
         _stop_process(self.proc)
@@ -240,6 +293,39 @@ def meshver_cli():
         subprocess.run(["cargo", "build", "-q", "-p", "meshver-cli"], cwd=ROOT, check=True)
         meshver_cli.built = True
     return str(ROOT / "target/debug/meshver")
+
+
+def meshver(*args, cwd=ROOT, timeout=60):
+    """Run the CLI with `args` (cwd: the repository root); its CompletedProcess, output as text."""
+    return subprocess.run([meshver_cli(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+_compiled = {}
+
+
+def compiled_catalog(catalog):
+    """What `meshver check --json` makes of `catalog` (a dict): route keys, lines, defaults,
+    effective weights and lifecycles, exactly as the filter and the renderers use them.
+
+    Tests read routes and weights here rather than re-deriving meshver's rules. Cached by the
+    catalog's JSON text; each call returns its own copy.
+    """
+    text = json.dumps(catalog, sort_keys=True)
+    if text not in _compiled:
+        with tempfile.TemporaryDirectory(prefix="meshver-catalog-") as workdir:
+            path = Path(workdir) / "catalog.json"
+            path.write_text(text)
+            done = meshver("check", "--json", path)
+        if done.returncode != 0:
+            raise RuntimeError(f"meshver check --json refused the catalog:\n{done.stderr}")
+        _compiled[text] = json.loads(done.stdout)
+    return copy.deepcopy(_compiled[text])
+
+
+def deployment_routes(catalog):
+    """The route key of every deployment in `catalog` (each is its Envoy cluster), in order."""
+    return [d["route"] for s in compiled_catalog(catalog)["services"] for d in s["deployments"]]
 
 
 def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM):
@@ -293,13 +379,16 @@ class DemoStack:
     side of the mesh, which trusts caller identity stamped by sidecars; and one sidecar per
     deployment that `requires` other services (order), whose filter knows who it is
     (`caller`) and passes requests on to the inbound listener. Order deployments call users
-    through their own sidecar. Ports default to free ones; the demo passes its fixed ones
-    and its shipped, prerendered `config`.
+    through their own sidecar. Deployments are named by their route key (`meshver check
+    --json`), which is also their Envoy cluster: `ports`, `sidecar_ports` and `upstreams` are
+    keyed by it. Ports default to free ones; the demo passes its fixed ones and its shipped,
+    prerendered `config`.
     """
 
     def __init__(self, catalog, ports=None, listener_port=None, admin_port=None, base_id=None,
                  concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None, config=None):
         self.catalog = catalog
+        self.compiled = compiled_catalog(catalog)
         self.upstreams = {}
         self.envoy = None
         listener_port = listener_port or free_port()
@@ -312,11 +401,11 @@ class DemoStack:
                      {"name": "inbound", "port": self.inbound_port, "catalog": catalog,
                       "trust_caller_headers": True}]
         try:
-            for service in catalog["services"]:
+            for service in self.compiled["services"]:
                 for deployment in service["deployments"]:
-                    name = f"{service['name']}-{deployment['version']}"
+                    name = deployment["route"]
                     extra = []
-                    if deployment.get("requires"):
+                    if deployment["requires"]:
                         port = sidecar_ports.get(name) or free_port()
                         self.sidecar_ports[name] = port
                         listeners.append({"name": f"{name}-sidecar", "port": port, "catalog": catalog,
