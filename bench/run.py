@@ -172,7 +172,7 @@ def main():
     upstream_ports = {d["route"]: harness.free_port() for s in services for d in s["deployments"]}
     route_config = catalog.rendered_route_config(upstream_ports, wasm)
     keyed = catalog.keyed_routes(route_config, compiled["route_header"])
-    lifecycles = catalog.lifecycle_headers(keyed)
+    lifecycles = catalog.lifecycle_headers(compiled)
     fronts = Arms(services, compiled["route_header"], route_config, keyed, upstream_ports, wasm)
     configs = {arm: fronts.front(arm) for arm in arms}
     upstream = start_envoy("upstream", upstream_config(harness.free_port(), upstream_ports), LOADGEN_CPU)

@@ -1,9 +1,9 @@
 """What meshver says about the demo catalog: the one source of catalog facts for the bench.
 
 Nothing here derives a route key, a default or a weight. The compiled catalog comes from
-`meshver check --json CATALOG` (services, their lines and deployments with route keys,
-effective weights, the default version); the routes arms B and C route on, and the lifecycle
-response headers, come from the route config `meshver render envoy` writes for the catalog.
+`meshver check --json CATALOG` (services with their sources and defaults applied, lines and
+deployments with route keys, effective weights, lifecycle response headers); the routes every
+arm sends a route key to come from the route config `meshver render envoy` writes.
 """
 
 import json
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .env import CATALOG, MESHVER_CLI, run
 
+# The lifecycle response headers a deprecated deployment's answers carry.
 LIFECYCLE_HEADERS = ("deprecation", "sunset", "link")
 
 
@@ -28,16 +29,12 @@ def _version_key(version):
     return tuple(int(part) for part in version.split("."))
 
 
-def _required(service, *names):
+def _required(service, name):
     """A field of a compiled service, which must be there: the bench supplies no defaults."""
-    for name in names:
-        value = service
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None:
-            return value
-    sys.exit(f"`meshver check --json` prints no {' or '.join(names)} for service {service.get('name')}; "
-             "the bench reads it from there instead of assuming a default")
+    if service.get(name) is None:
+        sys.exit(f"`meshver check --json` prints no {name} for service {service.get('name')}; "
+                 "the bench reads it from there instead of assuming a default")
+    return service[name]
 
 
 def compiled_catalog(catalog_path=CATALOG):
@@ -57,13 +54,13 @@ def services(compiled):
         deployments = sorted(s["deployments"], key=lambda d: _version_key(d["version"]))
         out.append({
             "name": s["name"],
-            "prefixes": _required(s, "path_prefixes", "match.path_prefixes"),
+            "prefixes": _required(s, "path_prefixes"),
             "default": s["default_version"],
             "sources": _required(s, "sources"),
             "version_header": _required(s, "version_header"),
             "query_param": _required(s, "query_param"),
             "accept_vendor": s.get("accept_vendor"),
-            "versions": [d["version"] for d in deployments],
+            "versions": _required(s, "supported_versions"),
             "deployments": [{"route": d["route"], "version": d["version"], "major": d["major"]}
                             for d in deployments],
             "lines": {line["major"]: {"route": line["route"], "deployments": line["deployments"]}
@@ -99,9 +96,8 @@ def keyed_routes(route_config, route_header):
     return out
 
 
-def lifecycle_headers(keyed):
-    """Deployment route key -> the lifecycle headers its answers carry ({name: value}), as
-    rendered on the deployment's own route (the same as on its entry in its line's clusters)."""
-    return {key: {h["header"]["key"]: h["header"]["value"] for h in route.get("response_headers_to_add", [])
-                  if h["header"]["key"] in LIFECYCLE_HEADERS}
-            for key, route in keyed.items() if "cluster" in route.get("route", {})}
+def lifecycle_headers(compiled):
+    """Deployment route key -> the lifecycle headers its answers carry ({name: value}), as the
+    compiled catalog gives them (the arms add them from the rendered route config)."""
+    return {d["route"]: d["lifecycle"]["response_headers"]
+            for s in compiled["services"] for d in s["deployments"]}
