@@ -5,11 +5,11 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 import pytest
 
 import harness
+
 
 def _under(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
@@ -17,13 +17,13 @@ def _under(path, folder):
 
 # --- The repository tests itself ----------------------------------------------------------
 # A fresh clone has nothing beside it, so a test that reads a file next to the repository
-# (the team's ../shared) passes here and fails there. Python's audit hook sees every file this
-# process opens or lists and every program it starts; a path in the repository's parent
-# directory but not in the repository fails the test that used it (or, outside any test,
-# the run). Python's own installation and the temp directory are not the repository's
-# business: a venv made from a Python under the same parent would read its standard library.
-# Programs the tests start are held to the same rule by test_self_contained.py's scan of what
-# the repository tells them to read.
+# (such as the team's shared folder) passes here and fails there. Python's audit hook sees
+# every file this process opens or lists and every program it starts: a path in the
+# repository's parent directory but not in the repository fails the test that used it (or,
+# outside any test, the run). Python's own installation and the temp directory are exempt: a
+# venv made from a Python under the same parent reads its standard library there. What the
+# programs the tests start read is held to the same rule by test_self_contained.py, which
+# scans the repository's files.
 WATCHED = os.path.realpath(harness.ROOT.parent)
 INSIDE = os.path.realpath(harness.ROOT)
 EXEMPT = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,

@@ -426,6 +426,11 @@ class DemoStack:
     def url(self):
         return self.envoy.url
 
+    def route(self, service, version):
+        """The route key (and Envoy cluster) of one deployment, e.g. route("user", "2.1.0")."""
+        return next(d["route"] for s in self.compiled["services"] if s["name"] == service
+                    for d in s["deployments"] if d["version"] == version)
+
     def processes(self):
         """(name, Popen) of everything this stack runs, Envoy first."""
         procs = [("envoy", self.envoy.proc)] if self.envoy else []

@@ -2,7 +2,6 @@
 by Envoy, status, shift, rollback, and rollouts that finish or roll back by themselves."""
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 import pytest
 
 import harness
-from test_cli_render import meshver, meshver_binary
+from harness import meshver
 
 # Only fields every version of the catalog has: this file tests the CLI, not the filter.
 CATALOG = {"services": [{
@@ -28,18 +27,24 @@ V2 = {"x-api-version": "2"}
 
 
 class Stack:
-    """Upstreams for CATALOG, and Envoy serving what `meshver render envoy` made of them."""
+    """Upstreams for CATALOG, and Envoy serving what `meshver render envoy` made of them.
+
+    `old` and `new` are the route keys (and clusters) of the user 2.x line's deployments,
+    oldest first, as `meshver check --json` names them; `upstreams` is keyed by route key.
+    """
 
     def __init__(self, workdir):
         self.upstreams = {}
         self.envoy = None
+        user = harness.compiled_catalog(CATALOG)["services"][0]
+        self.old, self.new = next(line for line in user["lines"] if line["major"] == 2)["deployments"]
         try:
-            for d in CATALOG["services"][0]["deployments"]:
-                self.upstreams[d["version"]] = harness.Upstream("user", d["version"])
+            for d in user["deployments"]:
+                self.upstreams[d["route"]] = harness.Upstream("user", d["version"])
             self.catalog = workdir / "catalog.json"
             self.catalog.write_text(json.dumps(CATALOG, indent=2))
             mesh = {"admin": f"127.0.0.1:{harness.free_port()}", "wasm": str(harness.WASM),
-                    "endpoints": {f"user-{v}": f"127.0.0.1:{u.port}" for v, u in self.upstreams.items()},
+                    "endpoints": {route: f"127.0.0.1:{u.port}" for route, u in self.upstreams.items()},
                     "listeners": [{"name": "edge", "address": f"127.0.0.1:{harness.free_port()}",
                                    "catalog": "catalog.json"}]}
             (workdir / "mesh.json").write_text(json.dumps(mesh))
@@ -58,12 +63,13 @@ class Stack:
     def versions(self, count, headers=V2):
         return [self.register(headers).json["version"] for _ in range(count)]
 
-    def runtime(self):
-        entries = harness.http1("GET", self.admin + "/runtime").json["entries"]
-        return {k: int(v["final_value"]) for k, v in entries.items() if v["final_value"] != ""}
+    def line_weights(self):
+        """(old, new): the 2.x line's weights in Envoy now."""
+        weights = self.envoy.weights()
+        return weights[self.old], weights[self.new]
 
-    def fault(self, version, fail_rate=0, delay_ms=0):
-        answer = harness.http1("POST", f"{self.upstreams[version].url}/__fault?fail_rate={fail_rate}"
+    def fault(self, route, fail_rate=0, delay_ms=0):
+        answer = harness.http1("POST", f"{self.upstreams[route].url}/__fault?fail_rate={fail_rate}"
                                        f"&delay_ms={delay_ms}")
         assert answer.status == 200
 
@@ -134,7 +140,7 @@ def test_a_config_check_refuses_is_refused_by_envoy_too(stack, tmp_path):
     (tmp_path / "envoy.json").write_text(json.dumps(config))
     # Run directly, not through harness.Envoy: its [critical][wasm] lines are expected here.
     run = subprocess.run([str(harness.envoy_binary()), "-c", str(tmp_path / "envoy.json"),
-                          "--disable-hot-restart", "--base-id", str(os.getpid() % 20000 * 10 + 9),
+                          "--disable-hot-restart", "--base-id", str(harness.next_base_id()),
                           "--concurrency", "1"], capture_output=True, text=True, timeout=30)
     assert run.returncode != 0
     assert f"$.route_header: {message}" in run.stdout + run.stderr
@@ -170,8 +176,7 @@ def test_status_shows_weights_and_traffic(stack):
 def test_shift_moves_live_traffic_and_rollback_moves_it_back(stack):
     result = meshver("shift", "user", "--to", "2.1.0", "--weight", "100", "--admin", stack.admin)
     assert result.returncode == 0, result.stderr
-    assert stack.runtime()["routing.user-v2.user-2.1.0"] == 100
-    assert stack.runtime()["routing.user-v2.user-2.0.3"] == 0
+    assert stack.line_weights() == (0, 100)
     assert set(stack.versions(50)) == {"2.1.0"}
 
     status = json.loads(meshver("status", "--admin", stack.admin, "--json").stdout)
@@ -215,14 +220,14 @@ def test_healthy_rollout_reaches_100(stack):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "step 1/2: user-2.1.0 at 50%: ok" in result.stdout
     assert "user 2.1.0 now takes 100% of user-v2" in result.stdout
-    assert stack.runtime()["routing.user-v2.user-2.1.0"] == 100
+    assert stack.line_weights() == (0, 100)
     assert set(load.statuses) == {200}
     assert set(stack.versions(20)) == {"2.1.0"}
 
 
 def test_failing_rollout_rolls_back_within_one_interval(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
-    stack.fault("2.1.0", fail_rate=1)
+    stack.fault(stack.new, fail_rate=1)
     try:
         with Load(stack):
             started = time.monotonic()
@@ -230,21 +235,20 @@ def test_failing_rollout_rolls_back_within_one_interval(stack):
                              "--max-error-rate", "1%", "--admin", stack.admin)
             elapsed = time.monotonic() - started
     finally:
-        stack.fault("2.1.0", fail_rate=0)
+        stack.fault(stack.new, fail_rate=0)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rolled back user to 2.0.3: error rate 100.0% > 1.0% over the last 2s" in result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "step 2/2" not in result.stdout
     assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
-    weights = stack.runtime()
-    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+    assert stack.line_weights() == (100, 0)
     assert set(stack.versions(20)) == {"2.0.3"}
 
 
 def test_slow_rollout_rolls_back_on_p99(stack):
     """The new deployment answers, but slowly: the latency gate catches it within one interval."""
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
-    stack.fault("2.1.0", delay_ms=300)
+    stack.fault(stack.new, delay_ms=300)
     try:
         with Load(stack, threads=3):
             started = time.monotonic()
@@ -252,29 +256,26 @@ def test_slow_rollout_rolls_back_on_p99(stack):
                              "--max-error-rate", "1%", "--max-p99", "100ms", "--admin", stack.admin)
             elapsed = time.monotonic() - started
     finally:
-        stack.fault("2.1.0", delay_ms=0)
+        stack.fault(stack.new, delay_ms=0)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rolled back user to 2.0.3: p99" in result.stderr and "> 100ms" in result.stderr, result.stderr
     assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
-    weights = stack.runtime()
-    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+    assert stack.line_weights() == (100, 0)
 
 
-def wait_for_new_weight(stack, weight, timeout=10):
-    """Wait until a running rollout has set user-2.1.0 to `weight` in Envoy's runtime."""
-    deadline = time.monotonic() + timeout
-    while stack.runtime().get("routing.user-v2.user-2.1.0") != weight and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert stack.runtime()["routing.user-v2.user-2.1.0"] == weight
+def wait_for_new_weight(stack, weight, proc):
+    """Wait until the rollout `proc` has set the new deployment to `weight` in Envoy's runtime."""
+    harness.wait_for(lambda: stack.line_weights()[1] == weight, 10,
+                     f"the rollout setting {stack.new} to {weight}%", proc)
 
 
 def test_ctrl_c_rolls_back_and_exits_130(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
-    proc = subprocess.Popen([meshver_binary(), "rollout", "user", "--to", "2.1.0", "--steps", "30,100",
+    proc = subprocess.Popen([harness.meshver_cli(), "rollout", "user", "--to", "2.1.0", "--steps", "30,100",
                              "--interval", "30s", "--admin", stack.admin],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_new_weight(stack, 30)
+        wait_for_new_weight(stack, 30, proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:
@@ -283,8 +284,7 @@ def test_ctrl_c_rolls_back_and_exits_130(stack):
             proc.wait()
     assert proc.returncode == 130, out + err
     assert "interrupted at step 1/2" in err and "rolled back user to 2.0.3" in err
-    weights = stack.runtime()
-    assert (weights["routing.user-v2.user-2.0.3"], weights["routing.user-v2.user-2.1.0"]) == (100, 0)
+    assert stack.line_weights() == (100, 0)
 
 
 def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
@@ -292,11 +292,11 @@ def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
     and names the last weight it set (the state is left as it is: it cannot reach it)."""
     own = Stack(tmp_path)
     try:
-        proc = subprocess.Popen([meshver_binary(), "rollout", "user", "--to", "2.1.0", "--steps", "25,100",
+        proc = subprocess.Popen([harness.meshver_cli(), "rollout", "user", "--to", "2.1.0", "--steps", "25,100",
                                  "--interval", "2s", "--admin", own.admin],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            wait_for_new_weight(own, 25)
+            wait_for_new_weight(own, 25, proc)
             own.envoy.stop()
             out, err = proc.communicate(timeout=30)
         finally:
