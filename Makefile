@@ -37,7 +37,10 @@ test:
 demo: build venv
 	$(VENV)/bin/python examples/demo.py
 
+# On a fresh machine with only rustup: the components and the target it needs come first.
 lint:
+	@rustup -q component add clippy rustfmt >/dev/null 2>&1 || rustup component add clippy rustfmt
+	@rustup -q target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -- -D warnings
