@@ -38,7 +38,10 @@ fn step_version(at: &str, text: &str, errors: &mut Vec<DataError>) -> Option<Req
     match RequestedVersion::parse_str(text) {
         Ok(v) if v.patch.is_none() => Some(v),
         Ok(_) => {
-            errors.push(DataError::new(at, format!("{text:?} names a patch: give a major or major.minor (like 2 or 2.1)")));
+            errors.push(DataError::new(
+                at,
+                format!("{text:?} names a patch: give a major or major.minor (like 2 or 2.1)"),
+            ));
             None
         }
         Err(e) => {
@@ -60,11 +63,16 @@ pub fn compile_changes(configs: &[ChangeConfig], errors: &mut Vec<DataError>) ->
         let to = step_version(&format!("{at}.to"), &config.to, errors);
         if let (Some(from), Some(to)) = (from, to) {
             if from.same_range(&to) {
-                errors.push(DataError::new(format!("{at}.to"), format!("a change must lead from {from} to another version")));
+                errors.push(DataError::new(
+                    format!("{at}.to"),
+                    format!("a change must lead from {from} to another version"),
+                ));
             }
             let earlier = changes.iter().flatten().position(|c| c.from.same_range(&from));
             if earlier.is_some() {
-                let first = configs.iter().position(|c| RequestedVersion::parse_str(&c.from).is_ok_and(|f| f.same_range(&from)));
+                let first = configs
+                    .iter()
+                    .position(|c| RequestedVersion::parse_str(&c.from).is_ok_and(|f| f.same_range(&from)));
                 errors.push(DataError::new(
                     format!("{at}.from"),
                     format!(
@@ -181,7 +189,10 @@ pub fn check_reads_after_removal(served: &[Served], changes: &[Option<Change>], 
                         let earlier = gone.iter().find(|g| {
                             g.position < position
                                 && g.pointer.covers(read)
-                                && changes.get(g.change).and_then(Option::as_ref).is_some_and(|c| c.limits.overlap(&change.limits))
+                                && changes
+                                    .get(g.change)
+                                    .and_then(Option::as_ref)
+                                    .is_some_and(|c| c.limits.overlap(&change.limits))
                         });
                         if let Some(g) = earlier {
                             let path = format!(".changes[{j}].{direction}[{k}].{field}");

@@ -47,7 +47,8 @@ impl Finding {
     /// Whether a deployment is affected: the newer contract covers its version
     /// (contract `2.1` covers deployment `2.1.0`).
     pub fn affects(&self, deployment: &Version) -> bool {
-        let full = RequestedVersion { major: deployment.major, minor: Some(deployment.minor), patch: Some(deployment.patch) };
+        let full =
+            RequestedVersion { major: deployment.major, minor: Some(deployment.minor), patch: Some(deployment.patch) };
         covers(&self.newer, &full)
     }
 }
@@ -69,18 +70,28 @@ pub fn compatibility(data: &ServiceData) -> Vec<Finding> {
     sorted.sort_by_key(|c| (order(c), c.at.clone()));
     let mut findings = Vec::new();
     for (n, newer) in sorted.iter().enumerate() {
-        let older = sorted.iter().take(n).rev().find(|o| {
-            o.version.major == newer.version.major
-                && order(o) < order(newer)
-                && o.path_prefix == newer.path_prefix
-                && o.limits.overlap(&newer.limits)
-        });
-        if let Some(older) = older {
+        // The older contracts a request of the previous version got, for the same requests:
+        // all those of the newest older version (one per method set) that share a method.
+        let candidates = || {
+            sorted.iter().take(n).filter(|o| {
+                o.version.major == newer.version.major
+                    && order(o) < order(newer)
+                    && o.path_prefix == newer.path_prefix
+                    && o.limits.overlap(&newer.limits)
+            })
+        };
+        let Some(previous) = candidates().map(|o| order(o)).max() else { continue };
+        for older in candidates().filter(|o| order(o) == previous) {
             let mut diff = Diff { older, newer, findings: &mut findings };
             diff.schemas(&older.schema, &newer.schema, &mut String::new());
         }
     }
     findings
+}
+
+/// A contract's methods, `POST|PUT`, when it names them.
+fn methods(contract: &Contract) -> Option<String> {
+    contract.limits.methods.as_ref().map(|m| m.join("|"))
 }
 
 struct Diff<'a> {
@@ -90,12 +101,21 @@ struct Diff<'a> {
 }
 
 impl Diff<'_> {
+    /// The older contract in a sentence: `2`, or `2 (PUT)` when it names its methods.
+    fn older_label(&self) -> String {
+        match methods(self.older) {
+            Some(m) => format!("{} ({m})", self.older.version),
+            None => self.older.version.to_string(),
+        }
+    }
+
     fn report(&mut self, kind: FindingKind, path: String, pointer: &str, what: String) {
         let field = if pointer.is_empty() { "the body" } else { pointer };
         let what = what.replace("{field}", field);
         let (older, newer) = (self.older.version, self.newer.version);
         let message = format!(
-            "contract {newer} ({}) {what}: bodies {older} accepted are refused",
+            "contract {newer} ({}{}) {what}: bodies {older} accepted are refused",
+            methods(self.newer).map(|m| format!("{m} ")).unwrap_or_default(),
             self.newer.path_prefix
         );
         self.findings.push(Finding { kind, path, pointer: pointer.to_owned(), older, newer, message });
@@ -103,7 +123,7 @@ impl Diff<'_> {
 
     /// Compares two schemas for the same field; both are bounded by the schema depth limit.
     fn schemas(&mut self, old: &Schema, new: &Schema, pointer: &mut String) {
-        let older = self.older.version;
+        let older = self.older_label();
         let at = &new.at;
         if let Some(types) = new.types {
             match old.types {
@@ -147,7 +167,7 @@ impl Diff<'_> {
         let Some(now) = allowed(new) else { return };
         let keyword = if new.enumeration.is_some() { "enum" } else { "const" };
         let path = format!("{}.{keyword}", new.at);
-        let older = self.older.version;
+        let older = self.older_label();
         match allowed(old) {
             None => self.report(
                 FindingKind::EnumNarrowed,
@@ -170,7 +190,7 @@ impl Diff<'_> {
     }
 
     fn bounds(&mut self, old: &Schema, new: &Schema, pointer: &str) {
-        let older = self.older.version;
+        let older = self.older_label();
         let lower = [
             ("minLength", old.min_length.map(|n| n as f64), new.min_length.map(|n| n as f64)),
             ("minItems", old.min_items.map(|n| n as f64), new.min_items.map(|n| n as f64)),
@@ -199,7 +219,7 @@ impl Diff<'_> {
     }
 
     fn objects(&mut self, old: &Schema, new: &Schema, pointer: &mut String) {
-        let older = self.older.version;
+        let older = self.older_label();
         let len = pointer.len();
         for name in new.required.iter().filter(|n| !old.required.contains(n)) {
             push_escaped(pointer, name);

@@ -36,15 +36,19 @@ pub fn compile_contracts(configs: &[ContractConfig], errors: &mut Vec<DataError>
         };
         let path_prefix = config.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
         check_prefix(&format!("{at}.path_prefix"), &path_prefix, errors);
-        let prefixes = [path_prefix.clone()];
-        let limits = Limits::compile(&at, config.methods.as_deref(), Some(&prefixes), "path_prefix", errors);
+        let mut limits = Limits::compile(&at, config.methods.as_deref(), None, "path_prefix", errors);
+        limits.path_prefixes = Some(vec![path_prefix.clone()]);
         let schema = Schema::compile(&config.schema, &format!("{at}.schema"), errors);
         let Some(version) = version.filter(|_| errors.len() == before) else { continue };
+        // One with methods is more specific than one without; two alike are ambiguous.
         let twin = contracts.iter().find(|c| {
             c.version == version
                 && c.path_prefix == path_prefix
-                && Limits { path_prefixes: None, ..c.limits.clone() }
-                    .overlap(&Limits { path_prefixes: None, ..limits.clone() })
+                && match (&c.limits.methods, &limits.methods) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                    _ => false,
+                }
         });
         if let Some(twin) = twin {
             errors.push(DataError::new(
@@ -62,7 +66,8 @@ pub fn compile_contracts(configs: &[ContractConfig], errors: &mut Vec<DataError>
 }
 
 /// The contract for a request: among those whose version covers the requested one and
-/// whose method and path prefix match, the most specific version, then the longest prefix.
+/// whose method and path prefix match, the most specific version, then the longest prefix,
+/// then one that names its methods over one that does not.
 pub fn contract_for<'c>(
     contracts: &'c [Contract],
     requested: &RequestedVersion,
@@ -73,5 +78,5 @@ pub fn contract_for<'c>(
         .iter()
         .enumerate()
         .filter(|(_, c)| covers(&c.version, requested) && c.limits.matches(method, path))
-        .max_by_key(|(_, c)| (specificity(&c.version), c.path_prefix.len()))
+        .max_by_key(|(_, c)| (specificity(&c.version), c.path_prefix.len(), c.limits.methods.is_some()))
 }

@@ -20,7 +20,10 @@ impl Limits {
     ) -> Limits {
         if let Some(methods) = methods {
             if methods.is_empty() {
-                errors.push(DataError::new(format!("{at}.methods"), "give at least one method, or leave methods out for all"));
+                errors.push(DataError::new(
+                    format!("{at}.methods"),
+                    "give at least one method, or leave methods out for all",
+                ));
             }
             for (i, method) in methods.iter().enumerate() {
                 if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -60,7 +63,9 @@ impl Limits {
             _ => true,
         };
         let prefixes = match (&self.path_prefixes, &other.path_prefixes) {
-            (Some(a), Some(b)) => a.iter().any(|p| b.iter().any(|q| p.starts_with(q.as_str()) || q.starts_with(p.as_str()))),
+            (Some(a), Some(b)) => {
+                a.iter().any(|p| b.iter().any(|q| p.starts_with(q.as_str()) || q.starts_with(p.as_str())))
+            }
             _ => true,
         };
         methods && prefixes

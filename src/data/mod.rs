@@ -83,7 +83,8 @@
 //! `path_prefix` match, the one whose `version` is the longest prefix of the requested
 //! version (`2.1` applies to requests for `2.1` and `2.1.x`; `2` to requests for `2`, and
 //! to `2.x` where no more specific contract exists), then the one with the longest
-//! `path_prefix`. Two contracts with the same version, path prefix and a method in common
+//! `path_prefix`, then one that lists `methods` over one that does not. Two contracts with
+//! the same version and path prefix that both list a common method, or both list none,
 //! are refused. The contract checks the **client's** body, before any upgrade; every
 //! failing field is reported with its JSON pointer (up to 64, then a count). An empty or
 //! malformed body fails a contract.
@@ -223,9 +224,7 @@ impl ServiceData {
 /// Whether `general` is a prefix of `specific` (`2` of `2.1.3`, `2.1` of `2.1`).
 fn covers(general: &RequestedVersion, specific: &RequestedVersion) -> bool {
     let part = |g: Option<u64>, s: Option<u64>| g.is_none() || g == s;
-    general.major == specific.major
-        && part(general.minor, specific.minor)
-        && part(general.patch, specific.patch)
+    general.major == specific.major && part(general.minor, specific.minor) && part(general.patch, specific.patch)
 }
 
 /// How many components a version names (1 to 3).

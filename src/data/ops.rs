@@ -13,12 +13,30 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub enum Op {
     /// `from` and `to` share their segments up to and including the last `*` (`shared` of them).
-    Rename { from: Pointer, to: Pointer, shared: usize },
-    Add { path: Pointer, value: Value },
-    Remove { path: Pointer },
-    Map { path: Pointer, values: BTreeMap<String, String> },
-    Wrap { path: Pointer, into: String },
-    Unwrap { path: Pointer, from: String },
+    Rename {
+        from: Pointer,
+        to: Pointer,
+        shared: usize,
+    },
+    Add {
+        path: Pointer,
+        value: Value,
+    },
+    Remove {
+        path: Pointer,
+    },
+    Map {
+        path: Pointer,
+        values: BTreeMap<String, String>,
+    },
+    Wrap {
+        path: Pointer,
+        into: String,
+    },
+    Unwrap {
+        path: Pointer,
+        from: String,
+    },
 }
 
 impl Op {
@@ -76,10 +94,9 @@ impl Op {
             Op::Add { ref path, .. } | Op::Remove { ref path } if path.segments.is_empty() => {
                 fail("path", "the whole body cannot be added or removed: name a field".into())
             }
-            Op::Add { ref path, .. } | Op::Remove { ref path } if path.ends_with_each() => fail(
-                "path",
-                format!("{path} ends with '*': name the array itself, or a field of each element"),
-            ),
+            Op::Add { ref path, .. } | Op::Remove { ref path } if path.ends_with_each() => {
+                fail("path", format!("{path} ends with '*': name the array itself, or a field of each element"))
+            }
             Op::Wrap { ref into, .. } if into.is_empty() => fail("into", "the member name is empty".into()),
             Op::Unwrap { ref from, .. } if from.is_empty() => fail("from", "the member name is empty".into()),
             op => Some(op),

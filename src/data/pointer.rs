@@ -40,9 +40,10 @@ impl Pointer {
                 segments.push(Segment::Each);
                 continue;
             }
-            segments.push(Segment::Key(unescape(raw).ok_or_else(|| {
-                format!("{text:?} is not a JSON pointer: '~' must be followed by 0 or 1")
-            })?));
+            segments.push(Segment::Key(
+                unescape(raw)
+                    .ok_or_else(|| format!("{text:?} is not a JSON pointer: '~' must be followed by 0 or 1"))?,
+            ));
         }
         Ok(Pointer { segments })
     }

@@ -139,7 +139,10 @@ impl Schema {
         let mut dropped = 0usize;
         self.check(body, &mut pointer, &mut out, &mut dropped);
         if dropped > 0 {
-            out.push(Violation { pointer: String::new(), message: format!("breaks the contract in {dropped} more places") });
+            out.push(Violation {
+                pointer: String::new(),
+                message: format!("breaks the contract in {dropped} more places"),
+            });
         }
         out
     }
@@ -281,7 +284,7 @@ pub fn json_eq(a: &Value, b: &Value, depth: usize) -> bool {
 
 /// The config path of a member: `.email`, or `["odd name"]` when it is not a plain word.
 pub fn member_path(name: &str) -> String {
-    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-$".contains(&b));
     if plain {
         format!(".{name}")
     } else {
