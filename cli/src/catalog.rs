@@ -82,6 +82,11 @@ pub fn runtime_prefix(line: &Line) -> String {
     format!("routing.{}", line.route)
 }
 
+/// The Envoy runtime key of a deployment's weight in its line (`routing.user-v2.user-2.1.0`).
+pub fn runtime_key(line: &Line, deployment: &Deployment) -> String {
+    format!("{}.{}", runtime_prefix(line), deployment.route)
+}
+
 /// A service by name, or a one-line error listing the known ones.
 pub fn find_service<'a>(services: &'a [Service], name: &str) -> Outcome<&'a Service> {
     services.iter().find(|s| s.name == name).ok_or_else(|| {

@@ -2,26 +2,31 @@
 //!
 //! Every command either succeeds or prints one line `meshver: <what is wrong>; <what to do>`
 //! (exit 1); usage errors are clap's (exit 2); an interrupted rollout exits 130.
+//!
+//! This file is the command line (clap) and the dispatch; each command is in `commands/`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod admin;
 mod catalog;
+mod commands;
 mod compiled;
 mod fail;
-mod live;
+mod flags;
+mod format;
+mod judge;
 mod mesh;
-mod ops;
 mod render;
 mod stats;
-mod status;
 mod weights;
 
 use clap::{Parser, Subcommand};
-use fail::{Fail, Outcome};
-use std::collections::BTreeMap;
+use commands::rollout::RolloutArgs;
+use fail::Outcome;
+use flags::{BadFlag, Steps};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -48,7 +53,7 @@ enum Command {
     Render(RenderCommand),
     /// Show live weights, requests, 5xx, error rate and p99 per deployment.
     Status {
-        #[arg(long)]
+        #[arg(long, value_parser = flags::admin_url)]
         admin: String,
         /// The catalog; default: the one in the running filter's config.
         #[arg(long)]
@@ -62,9 +67,9 @@ enum Command {
         service: String,
         #[arg(long)]
         to: String,
-        #[arg(long, value_name = "0-100")]
-        weight: String,
-        #[arg(long)]
+        #[arg(long, value_name = "0-100", value_parser = flags::weight)]
+        weight: u32,
+        #[arg(long, value_parser = flags::admin_url)]
         admin: String,
         #[arg(long)]
         catalog: Option<PathBuf>,
@@ -75,7 +80,7 @@ enum Command {
         /// The major line (default: every line with more than one deployment).
         #[arg(long, value_name = "MAJOR")]
         line: Option<u64>,
-        #[arg(long)]
+        #[arg(long, value_parser = flags::admin_url)]
         admin: String,
         #[arg(long)]
         catalog: Option<PathBuf>,
@@ -85,18 +90,18 @@ enum Command {
         service: String,
         #[arg(long)]
         to: String,
-        #[arg(long, default_value = "5,25,50,100")]
-        steps: String,
-        #[arg(long, default_value = "30s")]
-        interval: String,
-        #[arg(long, default_value = "1%")]
-        max_error_rate: String,
-        #[arg(long)]
-        max_p99: Option<String>,
+        #[arg(long, default_value = "5,25,50,100", value_parser = flags::steps)]
+        steps: Steps,
+        #[arg(long, default_value = "30s", value_parser = flags::duration("--interval"))]
+        interval: Duration,
+        #[arg(long, default_value = "1%", value_parser = flags::fraction("--max-error-rate"))]
+        max_error_rate: f64,
+        #[arg(long, value_parser = flags::duration("--max-p99"))]
+        max_p99: Option<Duration>,
         /// Fewer requests to the new deployment in an interval fail the step.
         #[arg(long, default_value_t = 0)]
         min_requests: u64,
-        #[arg(long)]
+        #[arg(long, value_parser = flags::admin_url)]
         admin: String,
         #[arg(long)]
         catalog: Option<PathBuf>,
@@ -123,16 +128,20 @@ enum RenderCommand {
         #[arg(long, default_value = "file:///etc/istio/extensions/meshver.wasm")]
         image: String,
         /// Label of the workloads that run the filter, KEY=VALUE (repeatable; default: all).
-        #[arg(long, value_name = "KEY=VALUE")]
-        selector: Vec<String>,
+        #[arg(long, value_name = "KEY=VALUE", value_parser = flags::label)]
+        selector: Vec<(String, String)>,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
 }
 
 fn main() {
-    let cli = Cli::parse();
-    if let Err(fail) = run(cli.command) {
+    let outcome = match Cli::try_parse() {
+        Ok(cli) => run(cli.command),
+        // A bad value gets the usual one line; other usage errors (and --help) are clap's.
+        Err(error) => Err(BadFlag::from_clap(&error).unwrap_or_else(|| error.exit())),
+    };
+    if let Err(fail) = outcome {
         let mut stderr = std::io::stderr().lock();
         for line in &fail.lines {
             let _ = writeln!(stderr, "{line}");
@@ -143,80 +152,35 @@ fn main() {
 
 fn run(command: Command) -> Outcome {
     match command {
-        Command::Check { config, json } => check(&config, json),
+        Command::Check { config, json } => commands::check::run(&config, json),
         Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to }) => {
-            let wasm = match wasm_relative_to {
-                Some(dir) => render::envoy::WasmPath::RelativeTo(dir),
-                None => render::envoy::WasmPath::Absolute,
-            };
-            let config = render::envoy::render(&mesh, &wasm)?;
-            let text = serde_json::to_string_pretty(&config)
-                .map_err(|e| Fail::new(format!("cannot write JSON: {e}"), "report this as a bug"))?;
-            emit(output.as_deref(), &format!("{text}\n"))
+            commands::render::envoy(&mesh, wasm_relative_to, output.as_deref())
         }
         Command::Render(RenderCommand::Istio { catalog, namespace, image, selector, output }) => {
-            let file = catalog::load_file(&catalog)?;
-            let selector = selector
-                .iter()
-                .map(|s| {
-                    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| {
-                        Fail::new(format!("selector {s:?} is not KEY=VALUE"), "write it like --selector app=gateway")
-                    })
-                })
-                .collect::<Outcome<BTreeMap<_, _>>>()?;
-            let options = render::istio::IstioOptions { namespace, image, selector };
-            let resources = render::istio::render(&file, &options)?;
-            emit(output.as_deref(), &render::istio::to_yaml(&resources)?)
+            let options = render::istio::IstioOptions { namespace, image, selector: selector.into_iter().collect() };
+            commands::render::istio(&catalog, &options, output.as_deref())
         }
-        Command::Status { admin, catalog, json } => status::run(&admin, catalog.as_deref(), json),
+        Command::Status { admin, catalog, json } => commands::status::run(&admin, catalog.as_deref(), json),
         Command::Shift { service, to, weight, admin, catalog } => {
-            ops::shift(&service, &to, &weight, &admin, catalog.as_deref())
+            commands::shift::run(&service, &to, weight, &admin, catalog.as_deref())
         }
         Command::Rollback { service, line, admin, catalog } => {
-            ops::rollback(&service, line, &admin, catalog.as_deref())
+            commands::rollback::run(&service, line, &admin, catalog.as_deref())
         }
         Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, admin, catalog } => {
-            ops::rollout(&ops::RolloutArgs {
+            commands::rollout::run(&RolloutArgs {
                 service: &service,
                 to: &to,
                 steps: &steps,
-                interval: &interval,
-                max_error_rate: &max_error_rate,
-                max_p99: max_p99.as_deref(),
-                min_requests,
+                interval,
+                limits: judge::Limits {
+                    max_error_rate,
+                    max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
+                    min_requests,
+                },
                 admin: &admin,
                 catalog: catalog.as_deref(),
             })
-        }
-    }
-}
-
-/// `meshver check`: the filter's own validation, one line per error; with `--json`, the
-/// compiled catalog.
-fn check(path: &Path, json: bool) -> Outcome {
-    let file = catalog::load_file(path)?;
-    if json {
-        let compiled = compiled::CompiledCatalog::new(&file.catalog);
-        let text = serde_json::to_string_pretty(&compiled)
-            .map_err(|e| Fail::new(format!("cannot write JSON: {e}"), "report this as a bug"))?;
-        return emit(None, &format!("{text}\n"));
-    }
-    let services = &file.catalog.services;
-    let deployments: usize = services.iter().map(|s| s.deployments.len()).sum();
-    println!("{}: ok, {} services, {deployments} deployments", path.display(), services.len());
-    Ok(())
-}
-
-fn emit(output: Option<&Path>, text: &str) -> Outcome {
-    match output {
-        Some(path) => std::fs::write(path, text).map_err(|e| {
-            Fail::new(format!("cannot write {}: {e}", path.display()), "check the folder exists and is writable")
-        }),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .map_err(|e| Fail::new(format!("cannot write to stdout: {e}"), "check the pipe"))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Envoy's cluster stats: counters and latency histograms, and judgments on their deltas.
+//! Envoy's cluster stats (`/stats?format=json&histogram_buckets=detailed`): counters and
+//! latency histograms per cluster, their deltas over an interval, and quantiles.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -121,64 +122,8 @@ impl ClusterSample {
     }
 }
 
-/// What a rollout step must stay within.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Highest acceptable share of 5xx (0.01 for 1%).
-    pub max_error_rate: f64,
-    pub max_p99_ms: Option<f64>,
-    /// Fewer requests than this in an interval cannot be judged: the step fails.
-    pub min_requests: u64,
-}
-
-/// Judges one interval's deltas; `Err` holds the reason, e.g.
-/// `error rate 38.0% > 1.0% over the last 30s (41 of 108 requests)`.
-pub fn judge(delta: &ClusterSample, limits: &Limits, interval: &str) -> Result<(), String> {
-    if delta.requests < limits.min_requests {
-        return Err(format!(
-            "only {} requests over the last {interval}, fewer than --min-requests {}",
-            delta.requests, limits.min_requests
-        ));
-    }
-    let rate = delta.error_rate();
-    if delta.requests > 0 && rate > limits.max_error_rate {
-        return Err(format!(
-            "error rate {} > {} over the last {interval} ({} of {} requests)",
-            percent(rate),
-            percent(limits.max_error_rate),
-            delta.errors,
-            delta.requests
-        ));
-    }
-    if let (Some(max), Some(p99)) = (limits.max_p99_ms, delta.quantile_ms(0.99)) {
-        if p99 > max {
-            return Err(format!(
-                "p99 latency {} > {} over the last {interval} ({} requests)",
-                millis(p99),
-                millis(max),
-                delta.requests
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `0.38` → `38.0%`.
-pub fn percent(fraction: f64) -> String {
-    format!("{:.1}%", fraction * 100.0)
-}
-
-/// `312.0` → `312ms`, `1500.0` → `1.50s`.
-pub fn millis(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Captured from Envoy 1.40: `/stats?format=json&histogram_buckets=detailed`, trimmed.
@@ -217,7 +162,17 @@ mod tests {
     }
 
     #[test]
-    fn deltas_and_judgments() {
+    fn deltas_subtract_counters_and_buckets() {
+        let (before, after) = interval();
+        let delta = after.since(&before);
+        assert_eq!((delta.requests, delta.errors), (108, 41));
+        // The old slow request is not in the interval: p99 over the interval is 43ms.
+        assert_eq!(delta.quantile_ms(0.99), Some(43.0));
+        assert_eq!(after.quantile_ms(0.999), Some(310.0));
+    }
+
+    /// Samples of one cluster at the start and the end of an interval.
+    pub fn interval() -> (ClusterSample, ClusterSample) {
         let before = ClusterSample {
             requests: 100,
             errors: 1,
@@ -234,34 +189,6 @@ mod tests {
                 Bucket { lower: 300.0, width: 10.0, count: 1 },
             ],
         };
-        let delta = after.since(&before);
-        assert_eq!((delta.requests, delta.errors), (108, 41));
-        // The old slow request is not in the interval: p99 over the interval is 43ms.
-        assert_eq!(delta.quantile_ms(0.99), Some(43.0));
-        assert_eq!(after.quantile_ms(0.999), Some(310.0));
-
-        let limits = Limits { max_error_rate: 0.01, max_p99_ms: Some(250.0), min_requests: 0 };
-        assert_eq!(
-            judge(&delta, &limits, "30s").unwrap_err(),
-            "error rate 38.0% > 1.0% over the last 30s (41 of 108 requests)"
-        );
-        let healthy = ClusterSample { errors: 1, ..delta.clone() };
-        assert!(judge(&healthy, &limits, "30s").is_ok());
-        let slow = ClusterSample {
-            errors: 0,
-            latency: vec![Bucket { lower: 300.0, width: 10.0, count: 108 }],
-            ..delta.clone()
-        };
-        assert_eq!(
-            judge(&slow, &limits, "30s").unwrap_err(),
-            "p99 latency 310ms > 250ms over the last 30s (108 requests)"
-        );
-        let quiet = ClusterSample::default();
-        assert!(judge(&quiet, &limits, "30s").is_ok());
-        let strict = Limits { min_requests: 20, ..limits };
-        assert_eq!(
-            judge(&quiet, &strict, "30s").unwrap_err(),
-            "only 0 requests over the last 30s, fewer than --min-requests 20"
-        );
+        (before, after)
     }
 }

@@ -1,8 +1,16 @@
-//! Envoy's admin API, the only way the CLI touches a running Envoy.
+//! Envoy's admin API, the only way the CLI touches a running Envoy: the HTTP client here,
+//! what `/config_dump` says about meshver in [`config_dump`], and what the commands read of
+//! a running Envoy at once (catalogs, live weights) in [`snapshot`].
 
+pub mod config_dump;
+pub mod snapshot;
+
+use crate::catalog::runtime_key;
 use crate::fail::Fail;
+use meshver::config::{Deployment, Line};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A client of one Envoy admin endpoint.
@@ -32,16 +40,14 @@ impl AdminError {
 }
 
 impl Admin {
-    /// `127.0.0.1:9901` or `http://127.0.0.1:9901/`.
+    /// A client of the admin at `url` (`http://127.0.0.1:9901`, as `--admin` is parsed).
     pub fn new(url: &str) -> Admin {
-        let url = url.trim_end_matches('/');
-        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             // The admin is local infrastructure: never through an HTTP proxy from the environment.
             .proxy(None)
             .build();
-        Admin { url, agent: ureq::Agent::new_with_config(config) }
+        Admin { url: url.to_owned(), agent: ureq::Agent::new_with_config(config) }
     }
 
     fn get(&self, path: &str) -> Result<String, AdminError> {
@@ -77,6 +83,7 @@ impl Admin {
         Ok(values)
     }
 
+    /// Everything Envoy was configured with (listeners, filters, routes).
     pub fn config_dump(&self) -> Result<Value, AdminError> {
         self.get_json("/config_dump")
     }
@@ -96,6 +103,31 @@ impl Admin {
             Ok(())
         } else {
             Err(AdminError(format!("POST /runtime_modify answered {:?}", text.trim())))
+        }
+    }
+
+    /// Puts `weights` on a line's deployments (oldest first), in one request.
+    pub fn set_line_weights(&self, line: &Line, deployments: &[Deployment], weights: &[u32]) -> Result<(), AdminError> {
+        self.set_runtime(&line_weight_keys(line, deployments, weights))
+    }
+}
+
+/// The runtime keys and values that put `weights` on a line's deployments.
+pub fn line_weight_keys(line: &Line, deployments: &[Deployment], weights: &[u32]) -> Vec<(String, u32)> {
+    deployments.iter().zip(weights).map(|(d, w)| (runtime_key(line, d), *w)).collect()
+}
+
+/// Tries an admin call up to 5 times, 1s apart (about 5s in all), unless interrupted.
+pub fn retry<T>(interrupted: &AtomicBool, mut call: impl FnMut() -> Result<T, AdminError>) -> Result<T, AdminError> {
+    let mut attempt = 0;
+    loop {
+        match call() {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= 4 || interrupted.load(Ordering::SeqCst) => return Err(e),
+            Err(_) => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
     }
 }

@@ -1,0 +1,62 @@
+//! The commands, one file each: what `main` dispatches to.
+
+pub mod check;
+pub mod render;
+pub mod rollback;
+pub mod rollout;
+pub mod shift;
+pub mod status;
+
+use crate::admin::snapshot::Snapshot;
+use crate::admin::Admin;
+use crate::fail::{Fail, Outcome};
+use meshver::config::Service;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+
+/// An Envoy admin, what its Envoy runs, and the services to act on: where the commands that
+/// read or move live weights start.
+pub struct Connected {
+    pub admin: Admin,
+    pub snapshot: Snapshot,
+    pub services: Vec<Service>,
+}
+
+impl Connected {
+    /// Checks that the admin answers (and is Envoy's), then reads it.
+    pub fn open(admin_url: &str, catalog: Option<&Path>) -> Outcome<Connected> {
+        let admin = Admin::new(admin_url);
+        admin.ping().map_err(|e| e.fail(&admin))?;
+        Connected::read(admin, catalog)
+    }
+
+    /// Reads what the admin's Envoy runs; the services come from `catalog`, or else from it.
+    pub fn read(admin: Admin, catalog: Option<&Path>) -> Outcome<Connected> {
+        let snapshot = Snapshot::fetch(&admin).map_err(|e| e.fail(&admin))?;
+        let services = snapshot.services(catalog, &admin)?;
+        Ok(Connected { admin, snapshot, services })
+    }
+}
+
+/// Pretty JSON and a newline.
+pub fn to_json(value: &impl Serialize) -> Outcome<String> {
+    serde_json::to_string_pretty(value)
+        .map(|text| format!("{text}\n"))
+        .map_err(|e| Fail::new(format!("cannot write JSON: {e}"), "report this as a bug"))
+}
+
+/// Writes a command's output to `output`, or to stdout.
+pub fn emit(output: Option<&Path>, text: &str) -> Outcome {
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| {
+            Fail::new(format!("cannot write {}: {e}", path.display()), "check the folder exists and is writable")
+        }),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .map_err(|e| Fail::new(format!("cannot write to stdout: {e}"), "check the pipe"))
+        }
+    }
+}

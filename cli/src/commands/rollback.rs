@@ -1,0 +1,45 @@
+//! `meshver rollback SERVICE [--line MAJOR]`: all of a line's weight back on its stable
+//! deployment, every line in one runtime change.
+
+use super::Connected;
+use crate::admin::line_weight_keys;
+use crate::catalog::{find_service, line_deployments, stable_index};
+use crate::fail::{Fail, Outcome};
+use crate::weights;
+use meshver::config::Line;
+use std::path::Path;
+
+pub fn run(service: &str, major: Option<u64>, admin_url: &str, catalog: Option<&Path>) -> Outcome {
+    let live = Connected::open(admin_url, catalog)?;
+    let service = find_service(&live.services, service)?;
+    let lines: Vec<&Line> = match major {
+        Some(major) => vec![service.line(major).ok_or_else(|| {
+            let known: Vec<String> = service.lines.iter().map(|l| l.major.to_string()).collect();
+            Fail::new(
+                format!("{} has no {major}.x line", service.name),
+                format!("use --line {}", known.join(" or --line ")),
+            )
+        })?],
+        // Every line that has something to roll back (more than one deployment).
+        None => service.lines.iter().filter(|l| l.size > 1).collect(),
+    };
+    let mut values = Vec::new();
+    let mut done = Vec::new();
+    for line in lines {
+        let deployments = line_deployments(service, line);
+        let stable = stable_index(deployments);
+        values.extend(line_weight_keys(line, deployments, &weights::all_on(deployments.len(), stable)));
+        if let Some(d) = deployments.get(stable) {
+            done.push(format!("{} {}: {} 100%", service.name, line.route, d.version));
+        }
+    }
+    if values.is_empty() {
+        println!("{}: no line has more than one deployment; nothing to roll back", service.name);
+        return Ok(());
+    }
+    live.admin.set_runtime(&values).map_err(|e| e.fail(&live.admin))?;
+    for line in done {
+        println!("rolled back {line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Waiting out one rollout step: a progress bar with the target's live request and 5xx
+//! counts (on a terminal), cut short by Ctrl-C.
+
+use crate::admin::Admin;
+use crate::stats::{ClusterSample, Stats};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Waits one interval, showing progress and the target's live counts; false if interrupted.
+pub fn wait(
+    interval: Duration,
+    label: &str,
+    admin: &Admin,
+    cluster: &str,
+    before: &ClusterSample,
+    interrupted: &AtomicBool,
+) -> bool {
+    let bar = indicatif::ProgressBar::new(interval.as_millis() as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed}/{duration} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(label.to_owned());
+    let start = Instant::now();
+    let mut last_poll = start;
+    while start.elapsed() < interval {
+        if interrupted.load(Ordering::SeqCst) {
+            bar.abandon();
+            return false;
+        }
+        if !bar.is_hidden() && last_poll.elapsed() >= Duration::from_secs(1) {
+            last_poll = Instant::now();
+            if let Ok(body) = admin.stats() {
+                let delta = Stats::parse(&body).cluster(cluster).since(before);
+                bar.set_message(format!("{} requests, {} 5xx", delta.requests, delta.errors));
+            }
+        }
+        bar.set_position(start.elapsed().as_millis() as u64);
+        std::thread::sleep(Duration::from_millis(50).min(interval.saturating_sub(start.elapsed())));
+    }
+    bar.finish_and_clear();
+    !interrupted.load(Ordering::SeqCst)
+}
