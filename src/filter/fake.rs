@@ -32,6 +32,17 @@ impl FakeHost {
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
+
+    /// The request as the next listener receives it: a `forward_to` listener passes every
+    /// header on as the filter left it, and the clock is the same proxy's.
+    pub fn passed_on(&self) -> FakeHost {
+        FakeHost { headers: self.headers.clone(), now: self.now, ..Self::default() }
+    }
+
+    /// A header (or for a gRPC answer, metadata) of the answer the filter sent.
+    pub fn answer_header(&self, name: &str) -> Option<&str> {
+        self.answer.as_ref()?.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 impl Host for FakeHost {

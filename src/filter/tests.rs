@@ -1,19 +1,133 @@
-//! The whole request path over the demo catalog, through the in-memory host: what is
-//! removed, set, answered and counted.
+//! The whole request path through the in-memory host, row by row against the e2e tests that
+//! run the real Envoy: each request an e2e test sends goes through [`on_request_headers`] over
+//! the same catalog, and the filter's share of what the e2e test asserts is checked here: what
+//! is removed, set, answered and counted.
+//!
+//! One section per e2e file, in this order, its tables and tests in the file's order:
+//! - tests/test_filter.py: [`FORWARDED`] and [`REJECTED`] are the e2e tables with the same rows
+//!   in the same order and the same columns; each other e2e test is a table of its requests.
+//! - tests/test_compatibility.py: one table, the requests of each e2e test in order, each row
+//!   naming its test. A request that goes through a caller's sidecar and then the callee's
+//!   inbound listener runs through both filters ([`through`]).
+//! - tests/test_robustness.py: the hostile stream, generated like `hostile_requests()`, then
+//!   the file's other tests.
+//! - tests/test_traffic.py: the route key and sticky bucket each test's requests get.
+//!
+//! What each row asserts, as the e2e test does: who may answer (the service and versions behind
+//! the route key the filter wrote), the `:path` and `x-api-version` the upstream sees, that no
+//! `x-meshver-` header reaches it but the caller identity on the inbound listener (the routing
+//! listener strips the route and sticky headers, cli/src/render/envoy.rs), the problem+json or
+//! gRPC answer, and the counter (`metrics::counter_names`) the request counts in.
+//!
+//! The e2e tests send most rows over HTTP/1.1 and HTTP/2: Envoy's codecs hand the filter the
+//! same header map for both, so each row runs once here. Envoy's share, not run here, is
+//! listed in each section: the weighted random split, the cluster the mesh picks, lifecycle
+//! response headers from the rendered routes, the 404 of the catch-all route, counters summed
+//! over workers, and requests Envoy's codec refuses before any filter runs.
 
 use super::fake::FakeHost;
 use super::*;
+use crate::caller::CALLER_HEADER;
 use crate::config;
+use crate::lifecycle::parse_instant;
 use crate::metrics::counter_names;
+use crate::problem::PROBLEM_CONTENT_TYPE;
+use crate::sticky::STICKY_HEADER;
+use serde_json::{json, Value};
+
+/// A request's headers besides the pseudo-headers, as the e2e test sends them.
+type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
+/// The versions a service's refusals list, as the e2e tests expect them.
+fn supported_versions(service: &str) -> &'static [&'static str] {
+    match service {
+        "user" => &["1.4.0", "2.0.3", "2.1.0"],
+        _ => &["1.2.0", "2.0.0"],
+    }
+}
+const V2_LINE: &[&str] = &["2.0.3", "2.1.0"];
+
+/// The proxy's clock when these rows were written (and the e2e tests passed): the demo's user
+/// 1.x line is deprecated but not yet past its sunset (2027-06-30).
+fn today() -> i64 {
+    at("2026-11-26")
+}
+
+fn at(instant: &str) -> i64 {
+    parse_instant(instant).unwrap()
+}
+
+fn demo_json() -> Value {
+    serde_json::from_slice(include_bytes!("../../examples/catalog.json")).unwrap()
+}
 
 fn demo() -> Catalog {
     config::load(include_bytes!("../../examples/catalog.json")).unwrap()
 }
 
-fn run(catalog: &Catalog, headers: &[(&str, &[u8])]) -> (Verdict, FakeHost) {
-    let mut host = FakeHost::new(headers);
-    let verdict = on_request_headers(&mut host, catalog);
-    (verdict, host)
+/// A listener's copy of a catalog: the fields `meshver render envoy` sets on top of the
+/// catalog file (cli/src/mesh.rs, `MeshListener::overlay`).
+fn listener(catalog: &Value, overlay: Value) -> Catalog {
+    let mut merged = catalog.clone();
+    for (name, value) in overlay.as_object().unwrap() {
+        merged[name] = value.clone();
+    }
+    config::load(merged.to_string().as_bytes()).unwrap()
+}
+
+/// The DemoStack's listeners over one catalog (tests/harness.py): the edge, the callee side
+/// of the mesh that trusts stamped caller identities, and the sidecar of order 1.2.0 and 2.0.0.
+struct Stack {
+    edge: Catalog,
+    inbound: Catalog,
+    order_1_sidecar: Catalog,
+    order_2_sidecar: Catalog,
+}
+
+impl Stack {
+    fn new(catalog: &Value) -> Stack {
+        let sidecar = |version: &str| listener(catalog, json!({"caller": {"service": "order", "version": version}}));
+        Stack {
+            edge: listener(catalog, json!({})),
+            inbound: listener(catalog, json!({"trust_caller_headers": true})),
+            order_1_sidecar: sidecar("1.2.0"),
+            order_2_sidecar: sidecar("2.0.0"),
+        }
+    }
+}
+
+/// A request as Envoy hands it to the filter, on the proxy's clock [`today`].
+fn request(method: &str, path: &[u8], headers: Headers) -> FakeHost {
+    let mut all: Vec<(&str, &[u8])> =
+        vec![(":authority", b"127.0.0.1"), (":path", path), (":method", method.as_bytes()), (":scheme", b"http")];
+    all.extend_from_slice(headers);
+    FakeHost { now: today(), ..FakeHost::new(&all) }
+}
+
+fn post(path: &str, headers: Headers) -> FakeHost {
+    request("POST", path.as_bytes(), headers)
+}
+
+/// Runs the request through each listener's filter in turn while it goes on; the last hop
+/// that ran, what it decided and the request as it left it. Every hop first removes each
+/// `x-meshver-` header it was handed, whatever it decides.
+fn through<'c>(hops: &[&'c Catalog], mut host: FakeHost) -> (&'c Catalog, Verdict, FakeHost) {
+    for (at, hop) in hops.iter().enumerate() {
+        let owned: Vec<String> = host
+            .headers
+            .iter()
+            .filter(|(name, _)| name.starts_with(config::OWNED_HEADER_PREFIX))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let verdict = on_request_headers(&mut host, hop);
+        assert_eq!(host.removed, owned, "hop {at}: owned headers are removed");
+        if verdict == Verdict::Answered || at + 1 == hops.len() {
+            return (hop, verdict, host);
+        }
+        assert_eq!(host.counted.len(), 1, "hop {at} counts the request once");
+        host = host.passed_on();
+    }
+    panic!("no hops")
 }
 
 fn counted(catalog: &Catalog, host: &FakeHost) -> Vec<String> {
@@ -21,52 +135,527 @@ fn counted(catalog: &Catalog, host: &FakeHost) -> Vec<String> {
     host.counted.iter().map(|slot| names[*slot].clone()).collect()
 }
 
+/// The service and versions a route key reaches: a deployment's own key pins it; a line's
+/// key leaves the choice among the line's deployments to the mesh's weights.
+fn behind<'c>(catalog: &'c Catalog, route: &str) -> (&'c str, &'c [config::Deployment]) {
+    catalog
+        .services
+        .iter()
+        .find_map(|service| {
+            let pinned = service.deployments.iter().find(|d| d.route == route).map(std::slice::from_ref);
+            let line = service.lines.iter().find(|l| l.route == route).map(|l| service.line_deployments(l));
+            Some((service.name.as_str(), pinned.or(line)?))
+        })
+        .unwrap_or_else(|| panic!("route key {route:?} names no deployment or line"))
+}
+
+/// What an e2e test asserts about one request.
+#[derive(Debug, Clone, Copy)]
+enum Want<'a> {
+    Upstream(Upstream<'a>),
+    Problem(Refusal<'a>),
+    /// Answered with a gRPC status and the problem type in the metadata.
+    Grpc {
+        code: u32,
+        kind: &'a str,
+    },
+    /// No service matched: nothing set or answered.
+    Untouched,
+}
+
+/// Forwarded: the service and versions that may answer, the `:path` and `x-api-version` the
+/// upstream sees, and the caller identity it sees (only behind the inbound listener).
+#[derive(Debug, Clone, Copy)]
+struct Upstream<'a> {
+    service: &'a str,
+    versions: &'a [&'a str],
+    path: &'a str,
+    version: &'a str,
+    caller: Option<&'a str>,
+}
+
+/// Answered with problem+json: the service, status and problem type, `requested_version`,
+/// further members of the body (a JSON object) and what the detail names.
+#[derive(Debug, Clone, Copy)]
+struct Refusal<'a> {
+    service: &'a str,
+    status: u32,
+    kind: &'a str,
+    requested: Option<&'a str>,
+    members: &'a str,
+    detail: &'a [&'a str],
+}
+
+const fn upstream<'a>(service: &'a str, versions: &'a [&'a str], path: &'a str, version: &'a str) -> Want<'a> {
+    Want::Upstream(Upstream { service, versions, path, version, caller: None })
+}
+
+/// Forwarded by the inbound listener, the caller's identity passed on to the upstream.
+const fn from_caller<'a>(caller: &'a str, service: &'a str, versions: &'a [&'a str], version: &'a str) -> Want<'a> {
+    Want::Upstream(Upstream { service, versions, path: "/login", version, caller: Some(caller) })
+}
+
+/// A refusal by the user service, nothing more asserted of its body than of every refusal.
+const fn refusal<'a>(status: u32, kind: &'a str, requested: Option<&'a str>) -> Refusal<'a> {
+    Refusal { service: "user", status, kind, requested, members: "{}", detail: &[] }
+}
+
+/// Checks what the filter did to one request against what the e2e test asserts.
+fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: &Want) {
+    let counted = counted(catalog, host);
+    match *want {
+        Want::Upstream(Upstream { service, versions, path, version, caller }) => {
+            assert_eq!((verdict, &host.answer), (Verdict::Continue, &None), "{row}");
+            let route = host.header(&catalog.route_header).unwrap_or_else(|| panic!("{row}: no route key"));
+            let (reached, deployments) = behind(catalog, &route);
+            let reached_versions: Vec<String> = deployments.iter().map(|d| d.version.to_string()).collect();
+            assert_eq!(
+                (reached, reached_versions),
+                (service, versions.to_vec().iter().map(|v| v.to_string()).collect()),
+                "{row}: route {route}"
+            );
+            assert_eq!(host.header(":path").as_deref(), Some(path), "{row}");
+            assert_eq!(host.header("x-api-version").as_deref(), Some(version), "{row}");
+            let leaked: Vec<(String, String)> = host
+                .headers
+                .iter()
+                .filter(|(name, _)| name.starts_with(config::OWNED_HEADER_PREFIX))
+                .filter(|(name, _)| *name != catalog.route_header && name != STICKY_HEADER)
+                .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+                .collect();
+            let stamped: Vec<(String, String)> =
+                caller.iter().map(|c| (CALLER_HEADER.to_owned(), (*c).to_owned())).collect();
+            assert_eq!(leaked, stamped, "{row}: filter headers the upstream sees");
+            assert_eq!(counted, [format!("meshver.{service}.forwarded")], "{row}");
+        }
+        Want::Problem(Refusal { service, status, kind, requested, members, detail }) => {
+            let body = answered(row, verdict, host, (service, kind), &counted);
+            let answer = host.answer.as_ref().unwrap();
+            assert_eq!((answer.status, answer.grpc_status), (status, None), "{row}");
+            assert_eq!(host.answer_header("content-type"), Some(PROBLEM_CONTENT_TYPE), "{row}");
+            let body: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{row}: {e}"));
+            assert_eq!(body["type"], format!("urn:meshver:problem:{kind}"), "{row}");
+            assert_eq!((&body["status"], &body["service"]), (&json!(status), &json!(service)), "{row}");
+            assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{row}: {body}");
+            assert_eq!(body["supported_versions"], json!(supported_versions(service)), "{row}");
+            assert_eq!(body.get("requested_version").and_then(Value::as_str), requested, "{row}");
+            let members: Value = serde_json::from_str(members).unwrap();
+            for (name, value) in members.as_object().unwrap() {
+                assert_eq!(&body[name], value, "{row}: {name}");
+            }
+            let text = body["detail"].as_str().unwrap_or_default();
+            assert!(!text.is_empty(), "{row}: {body}");
+            for part in detail {
+                assert!(text.contains(part), "{row}: {part:?} not in {text:?}");
+            }
+        }
+        Want::Grpc { code, kind } => {
+            let message = answered(row, verdict, host, ("user", kind), &counted);
+            let answer = host.answer.as_ref().unwrap();
+            assert_eq!((answer.status, answer.grpc_status), (200, Some(code)), "{row}");
+            let problem_type = format!("urn:meshver:problem:{kind}");
+            assert_eq!(host.answer_header("meshver-problem-type"), Some(problem_type.as_str()), "{row}");
+            // Envoy sends the message as grpc-message, percent-encoded.
+            assert!(String::from_utf8_lossy(&message).contains("version"), "{row}");
+        }
+        Want::Untouched => {
+            assert_eq!((verdict, &host.answer), (Verdict::Continue, &None), "{row}");
+            assert!(host.set.is_empty(), "{row}: {:?}", host.set);
+            assert_eq!(counted, ["meshver.unmatched"], "{row}");
+        }
+    }
+}
+
+/// What every answer shares: nothing goes on or is rewritten, the service's versions are
+/// listed, and the rejection is counted under its kind. The answer's body.
+fn answered(
+    row: &str,
+    verdict: Verdict,
+    host: &FakeHost,
+    (service, kind): (&str, &str),
+    counted: &[String],
+) -> Vec<u8> {
+    assert_eq!(verdict, Verdict::Answered, "{row}");
+    assert!(host.set.is_empty(), "{row}: a refused request is not rewritten: {:?}", host.set);
+    let listed = supported_versions(service).join(", ");
+    assert_eq!(host.answer_header("api-supported-versions"), Some(listed.as_str()), "{row}");
+    assert_eq!(counted, [format!("meshver.{service}.rejected.{}", kind.replace('-', "_"))], "{row}");
+    host.answer.as_ref().map(|a| a.body.clone()).unwrap_or_default()
+}
+
+/// Runs one request of an e2e test through `hops` and checks it.
+fn send(test: &str, hops: &[&Catalog], host: FakeHost, want: &Want) -> FakeHost {
+    let row =
+        format!("{test}: {:?}", host.headers.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))).collect::<Vec<_>>());
+    let (catalog, verdict, host) = through(hops, host);
+    check(catalog, &row, verdict, &host, want);
+    host
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_filter.py, over examples/catalog.json at the edge.
+// Envoy's share: test_forwarded's and test_rejected's second protocol (the same header map);
+// test_unmatched_paths_are_left_alone's 404 (the rendered catch-all route);
+// test_the_2x_line_is_split_by_the_mesh's 90/10 split (weighted_clusters);
+// test_outcomes_are_counted_in_envoys_stats's sum over workers (src/host/counters.rs).
+
+/// test_forwarded's `FORWARDED`: path, request headers, service, versions that may answer,
+/// path the upstream sees, x-api-version the upstream sees.
+type ForwardedRow<'a> = (&'a str, Headers<'a>, &'a str, &'a [&'a str], &'a str, &'a str);
+const FORWARDED: &[ForwardedRow] = &[
+    // No version: the default (1) serves the 1.x line.
+    ("/register", &[], "user", &["1.4.0"], "/register", "1"),
+    ("/login", &[], "user", &["1.4.0"], "/login", "1"),
+    // Header, each accepted form, normalised for the upstream.
+    ("/register", &[("x-api-version", b"2")], "user", V2_LINE, "/register", "2"),
+    ("/register", &[("x-api-version", b"v2")], "user", V2_LINE, "/register", "2"),
+    ("/register", &[("x-api-version", b"V2")], "user", V2_LINE, "/register", "2"),
+    ("/register", &[("x-api-version", b" 2.1 ")], "user", &["2.1.0"], "/register", "2.1"),
+    ("/register", &[("x-api-version", b"2.1.0")], "user", &["2.1.0"], "/register", "2.1.0"),
+    ("/register", &[("x-api-version", b"1.4.0")], "user", &["1.4.0"], "/register", "1.4.0"),
+    // Path prefix, stripped.
+    ("/v2/register", &[], "user", V2_LINE, "/register", "2"),
+    ("/V2.1/login?x=1", &[], "user", &["2.1.0"], "/login?x=1", "2.1"),
+    ("/v1/login", &[], "user", &["1.4.0"], "/login", "1"),
+    // The older suffix form, stripped.
+    ("/register_v2", &[], "user", V2_LINE, "/register", "2"),
+    ("/login_v2.1", &[], "user", &["2.1.0"], "/login", "2.1"),
+    // Accept: a version parameter or a vendor media type; Accept itself is left as sent.
+    ("/register", &[("accept", b"application/json; version=2")], "user", V2_LINE, "/register", "2"),
+    ("/register", &[("accept", b"application/vnd.acme.v2.1+json")], "user", &["2.1.0"], "/register", "2.1"),
+    ("/register", &[("accept", b"application/vnd.other.v2+json")], "user", &["1.4.0"], "/register", "1"),
+    // Query parameter, removed; other parameters kept in order.
+    ("/register?api-version=2", &[], "user", V2_LINE, "/register", "2"),
+    ("/register?a=1&api-version=2.1&b=2", &[], "user", &["2.1.0"], "/register?a=1&b=2", "2.1"),
+    // gRPC: the package carries the version; the path is the gRPC method and stays.
+    (
+        "/acme.user.v2.UserService/Register",
+        &[("content-type", b"application/grpc")],
+        "user",
+        V2_LINE,
+        "/acme.user.v2.UserService/Register",
+        "2",
+    ),
+    // Sources that agree are one request.
+    ("/v2/register", &[("x-api-version", b"2")], "user", V2_LINE, "/register", "2"),
+    // The order service, its own lines.
+    ("/order", &[], "order", &["1.2.0"], "/order", "1"),
+    ("/v2/order", &[], "order", &["2.0.0"], "/order", "2"),
+];
+
 #[test]
-fn forwards_with_route_version_and_path_set() {
+fn e2e_filter_forwarded() {
     let c = demo();
-    let (verdict, host) = run(&c, &[(":method", b"POST"), (":path", b"/v2/register"), ("x-meshver-route", b"evil")]);
-    assert_eq!(verdict, Verdict::Continue);
-    assert_eq!(host.removed, ["x-meshver-route"]);
-    assert_eq!(host.header("x-meshver-route").as_deref(), Some("user-v2"));
-    assert_eq!(host.header("x-api-version").as_deref(), Some("2"));
-    assert_eq!(host.header(":path").as_deref(), Some("/register"));
-    assert!(host.answer.is_none());
-    assert_eq!(counted(&c, &host), ["meshver.user.forwarded"]);
+    for (path, headers, service, versions, upstream_path, version) in FORWARDED {
+        let host =
+            send("test_forwarded", &[&c], post(path, headers), &upstream(service, versions, upstream_path, version));
+        let sent_accept = headers.iter().find(|(name, _)| *name == "accept").map(|(_, v)| String::from_utf8_lossy(v));
+        assert_eq!(host.header("accept").map(Into::into), sent_accept, "{path}: Accept is left as sent");
+    }
+}
+
+/// test_rejected's `REJECTED`: path, request headers, problem type, requested_version.
+type RejectedRow<'a> = (&'a str, Headers<'a>, &'a str, Option<&'a str>);
+const REJECTED: &[RejectedRow] = &[
+    ("/register", &[("x-api-version", b"3")], "unsupported-version", Some("3")),
+    ("/register", &[("x-api-version", b"2.2")], "unsupported-version", Some("2.2")),
+    ("/v3/register", &[], "unsupported-version", Some("3")),
+    ("/register", &[("x-api-version", b"two")], "malformed-version", None),
+    ("/register", &[("x-api-version", b"2.x")], "malformed-version", None),
+    ("/register", &[("x-api-version", b"2.1.3-beta")], "malformed-version", None),
+    ("/v02/register", &[], "malformed-version", None),
+    ("/register?api-version=latest", &[], "malformed-version", None),
+    ("/register", &[("accept", b"application/json; version=next")], "malformed-version", None),
+    ("/v1/register", &[("x-api-version", b"2")], "version-conflict", None),
+    ("/register_v1?api-version=2", &[], "version-conflict", None),
+    ("/register", &[("x-api-version", b"2"), ("accept", b"application/vnd.acme.v1+json")], "version-conflict", None),
+];
+
+#[test]
+fn e2e_filter_rejected() {
+    let c = demo();
+    for (path, headers, kind, requested) in REJECTED {
+        send("test_rejected", &[&c], post(path, headers), &Want::Problem(refusal(400, kind, *requested)));
+    }
 }
 
 #[test]
-fn answers_problem_json_or_grpc_status() {
+fn e2e_filter_other_tests() {
     let c = demo();
-    let (verdict, host) = run(&c, &[(":path", b"/register"), ("x-api-version", b"9")]);
-    assert_eq!(verdict, Verdict::Answered);
-    let answer = host.answer.as_ref().unwrap();
-    assert_eq!((answer.status, answer.grpc_status), (400, None));
-    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-    assert_eq!(body["type"], "urn:meshver:problem:unsupported-version");
-    assert!(answer.headers.contains(&("content-type", "application/problem+json".to_owned())));
-    assert!(host.set.is_empty(), "a refused request is not rewritten: {:?}", host.set);
-    assert_eq!(counted(&c, &host), ["meshver.user.rejected.unsupported_version"]);
-
-    let (_, host) = run(&c, &[(":path", b"/acme.user.v9.UserService/Register"), ("content-type", b"application/grpc")]);
-    let answer = host.answer.as_ref().unwrap();
-    assert_eq!((answer.status, answer.grpc_status), (200, Some(12)));
-    assert!(answer.headers.contains(&("meshver-problem-type", "urn:meshver:problem:unsupported-version".to_owned())));
+    let detail = |kind, requested, detail| Want::Problem(Refusal { detail, ..refusal(400, kind, requested) });
+    let forged: Headers =
+        &[("x-meshver-route", b"user-2.1.0"), ("x-meshver-sticky", b"1"), ("x-meshver-anything", b"x")];
+    let rows: Vec<(&str, FakeHost, Want)> = vec![
+        (
+            "test_rejection_details_name_what_was_wrong",
+            post("/v1/register", &[("x-api-version", b"2")]),
+            detail("version-conflict", None, &["header x-api-version", "path segment"]),
+        ),
+        (
+            "test_rejection_details_name_what_was_wrong",
+            post("/register", &[("x-api-version", b"two")]),
+            detail("malformed-version", None, &["\"two\""]),
+        ),
+        (
+            "test_rejection_details_name_what_was_wrong",
+            post("/register", &[("x-api-version", b"3")]),
+            detail("unsupported-version", Some("3"), &["^3", "2.1.0"]),
+        ),
+        (
+            "test_clients_cannot_pick_a_backend",
+            post("/register", forged),
+            upstream("user", &["1.4.0"], "/register", "1"),
+        ),
+        (
+            "test_unmatched_paths_are_left_alone",
+            request("GET", b"/nothing-here?api-version=garbage", &[("x-api-version", b"garbage")]),
+            Want::Untouched,
+        ),
+        (
+            "test_the_2x_line_is_split_by_the_mesh",
+            post("/register", &[("x-api-version", b"2")]),
+            upstream("user", V2_LINE, "/register", "2"),
+        ),
+        (
+            "test_the_2x_line_is_split_by_the_mesh",
+            post("/register", &[("x-api-version", b"2.1")]),
+            upstream("user", &["2.1.0"], "/register", "2.1"),
+        ),
+        (
+            "test_outcomes_are_counted_in_envoys_stats",
+            post("/register", &[]),
+            upstream("user", &["1.4.0"], "/register", "1"),
+        ),
+        (
+            "test_outcomes_are_counted_in_envoys_stats",
+            post("/register", &[("x-api-version", b"9")]),
+            Want::Problem(refusal(400, "unsupported-version", Some("9"))),
+        ),
+        (
+            "test_outcomes_are_counted_in_envoys_stats",
+            post("/order", &[("x-api-version", b"x")]),
+            Want::Problem(Refusal { service: "order", ..refusal(400, "malformed-version", None) }),
+        ),
+        ("test_outcomes_are_counted_in_envoys_stats", request("GET", b"/elsewhere", &[]), Want::Untouched),
+        (
+            "test_grpc_clients_get_a_grpc_status",
+            post("/acme.user.v9.UserService/Register", &[("content-type", b"application/grpc"), ("te", b"trailers")]),
+            Want::Grpc { code: 12, kind: "unsupported-version" },
+        ),
+        (
+            "test_grpc_clients_get_a_grpc_status",
+            post(
+                "/acme.user.v2.UserService/Register",
+                &[("content-type", b"application/grpc"), ("te", b"trailers"), ("x-api-version", b"1")],
+            ),
+            Want::Grpc { code: 3, kind: "version-conflict" },
+        ),
+    ];
+    for (test, host, want) in rows {
+        send(test, &[&c], host, &want);
+    }
 }
 
+/// Not an e2e row: a host that refuses or garbles the header map leaves the request alone.
 #[test]
-fn leaves_unmatched_and_unreadable_requests_alone() {
+fn leaves_unreadable_requests_alone() {
     let c = demo();
-    let (verdict, host) = run(&c, &[(":path", b"/elsewhere"), ("x-meshver-sticky", b"1")]);
-    assert_eq!(verdict, Verdict::Continue);
-    assert_eq!(host.removed, ["x-meshver-sticky"], "owned headers are removed on every request");
-    assert!(host.set.is_empty() && host.answer.is_none());
-    assert_eq!(counted(&c, &host), ["meshver.unmatched"]);
-
     for mut host in [
-        FakeHost { refuse_headers: true, ..FakeHost::default() },
-        FakeHost { raw_header_map: Some(vec![9, 0, 0, 0, 1]), ..FakeHost::default() },
+        FakeHost { refuse_headers: true, ..post("/register", &[("x-meshver-route", b"user-2.1.0")]) },
+        FakeHost { raw_header_map: Some(vec![9, 0, 0, 0, 1]), ..post("/register", &[]) },
     ] {
         assert_eq!(on_request_headers(&mut host, &c), Verdict::Continue);
         assert!(host.set.is_empty() && host.removed.is_empty() && host.answer.is_none() && host.counted.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_compatibility.py, over examples/catalog.json through the DemoStack's listeners,
+// and the two catalogs its fixtures derive from it (a stale caller's, a sunset one).
+// Envoy's share: the cluster the mesh picks behind a line's route key (checked here as the
+// versions behind the key), cluster request counts, and the Deprecation, Sunset and Link
+// response headers, added by the rendered routes: here, the lifecycle headers of the
+// deployments behind the route key (`e2e_compatibility_lifecycle_headers`).
+
+/// The `callee_with_stale_caller` fixture's caller catalog: user deployments accept anyone,
+/// order deployments require nothing.
+fn stale_caller_json() -> Value {
+    let mut stale = demo_json();
+    for (service, field) in [(0, "accepts"), (1, "requires")] {
+        for deployment in stale["services"][service]["deployments"].as_array_mut().unwrap() {
+            deployment.as_object_mut().unwrap().remove(field);
+        }
+    }
+    stale
+}
+
+/// The `sunset_stack` fixture's catalog: user 1.x past its sunset, 2.0.3 deprecated, 50/50.
+fn sunset_json() -> Value {
+    let mut catalog = demo_json();
+    let user = &mut catalog["services"][0];
+    user["lines"]["1"]["lifecycle"]["deprecated"] = json!("2001-01-01");
+    user["lines"]["1"]["lifecycle"]["sunset"] = json!("2001-06-30T12:00:00Z");
+    user["deployments"][1]["lifecycle"] = json!({"deprecated": "2026-03-01", "sunset": "2099-01-01"});
+    user["deployments"][1]["weight"] = json!(50);
+    user["deployments"][2]["weight"] = json!(50);
+    catalog
+}
+
+#[test]
+fn e2e_compatibility() {
+    let demo = Stack::new(&demo_json());
+    let stale_caller = Stack::new(&stale_caller_json()).order_2_sidecar;
+    let sunset = Stack::new(&sunset_json()).edge;
+    let edge = &[&demo.edge][..];
+    // The order deployments call user through their own sidecar, which passes the request on
+    // to the inbound listener (`forward_to`); order's own request to user carries no version.
+    let order_2_calls = &[&demo.order_2_sidecar, &demo.inbound][..];
+    let order_1_calls = &[&demo.order_1_sidecar, &demo.inbound][..];
+    let stale_calls = &[&stale_caller, &demo.inbound][..];
+    let order_2_sidecar = &[&demo.order_2_sidecar][..];
+    let sunset_edge = &[&sunset][..];
+    let no_compatible = Refusal {
+        members: r#"{"required_range": ">=2.1, <3", "caller": "order/2.0.0"}"#,
+        detail: &["1.4.0", ">=2.1, <3"],
+        ..refusal(503, "no-compatible-deployment", Some("1"))
+    };
+    let incompatible = Refusal {
+        members: r#"{"caller": "order/2.0.0", "refused_by": [{"version": "1.4.0", "accepts": "<2"}]}"#,
+        detail: &["user 1.4.0 accepts order <2"],
+        ..refusal(409, "incompatible-caller", Some("1"))
+    };
+    let gone = Refusal {
+        members: r#"{"successor": "2"}"#,
+        detail: &["sunset", "Move to version 2"],
+        ..refusal(410, "version-gone", Some("1"))
+    };
+    let sunset_at = at("2001-06-30T12:00:00Z");
+    let login = |headers| post("/login", headers);
+    let json_body: Headers = &[("content-type", b"application/json")];
+    let rows: Vec<(&str, &[&Catalog], FakeHost, Want)> = vec![
+        (
+            "test_pinned_requests_never_reach_an_older_minor_in_a_canary",
+            edge,
+            login(&[("x-api-version", b"2.1")]),
+            upstream("user", &["2.1.0"], "/login", "2.1"),
+        ),
+        (
+            "test_pinned_requests_never_reach_an_older_minor_in_a_canary",
+            edge,
+            login(&[("accept", b"application/vnd.acme.v2.1+json")]),
+            upstream("user", &["2.1.0"], "/login", "2.1"),
+        ),
+        (
+            "test_pinned_requests_never_reach_an_older_minor_in_a_canary",
+            edge,
+            login(&[("x-api-version", b"2")]),
+            upstream("user", V2_LINE, "/login", "2"),
+        ),
+        (
+            "test_order_2_reaches_only_user_2_1_through_its_sidecar",
+            edge,
+            post("/v2/order", &[]),
+            upstream("order", &["2.0.0"], "/order", "2"),
+        ),
+        (
+            "test_order_2_reaches_only_user_2_1_through_its_sidecar",
+            order_2_calls,
+            login(json_body),
+            from_caller("order/2.0.0", "user", &["2.1.0"], "2"),
+        ),
+        ("test_order_1_reaches_user_1", edge, post("/order", &[]), upstream("order", &["1.2.0"], "/order", "1")),
+        (
+            "test_order_1_reaches_user_1",
+            order_1_calls,
+            login(json_body),
+            from_caller("order/1.2.0", "user", &["1.4.0"], "1"),
+        ),
+        (
+            "test_no_compatible_deployment_is_503_at_the_callers_sidecar",
+            order_2_sidecar,
+            login(&[("x-api-version", b"1")]),
+            Want::Problem(no_compatible),
+        ),
+        (
+            "test_edge_clients_cannot_claim_to_be_a_caller",
+            edge,
+            login(&[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")]),
+            upstream("user", &["1.4.0"], "/login", "1"),
+        ),
+        (
+            "test_callee_refuses_an_incompatible_caller_with_409",
+            stale_calls,
+            login(&[("x-api-version", b"1")]),
+            Want::Problem(incompatible),
+        ),
+        (
+            "test_callee_refuses_an_incompatible_caller_with_409",
+            stale_calls,
+            login(&[("x-api-version", b"2.1")]),
+            from_caller("order/2.0.0", "user", &["2.1.0"], "2.1"),
+        ),
+        ("test_deprecated_versions_announce_their_end", edge, login(&[]), upstream("user", &["1.4.0"], "/login", "1")),
+        (
+            "test_deprecated_versions_announce_their_end",
+            edge,
+            login(&[("x-api-version", b"2")]),
+            upstream("user", V2_LINE, "/login", "2"),
+        ),
+        ("test_after_sunset_the_answer_is_410_naming_the_successor", sunset_edge, login(&[]), Want::Problem(gone)),
+        (
+            "test_after_sunset_the_answer_is_410_naming_the_successor (native only: a second before the sunset)",
+            sunset_edge,
+            FakeHost { now: sunset_at - 1, ..login(&[]) },
+            upstream("user", &["1.4.0"], "/login", "1"),
+        ),
+        (
+            "test_after_sunset_the_answer_is_410_naming_the_successor (native only: at the sunset)",
+            sunset_edge,
+            FakeHost { now: sunset_at, ..login(&[]) },
+            Want::Problem(gone),
+        ),
+        (
+            "test_lifecycle_headers_follow_the_deployment_the_mesh_picked",
+            sunset_edge,
+            login(&[("x-api-version", b"2")]),
+            upstream("user", V2_LINE, "/login", "2"),
+        ),
+    ];
+    for (test, hops, host, want) in rows {
+        send(test, hops, host, &want);
+    }
+}
+
+/// test_deprecated_versions_announce_their_end and
+/// test_lifecycle_headers_follow_the_deployment_the_mesh_picked: Envoy adds each deployment's
+/// lifecycle headers to what it answers, from the rendered routes. The filter's share is the
+/// route key; the headers are those of the catalog's deployments behind it.
+#[test]
+fn e2e_compatibility_lifecycle_headers() {
+    let deprecated_1 = [
+        ("deprecation", "@1767225600"),
+        ("sunset", "Wed, 30 Jun 2027 00:00:00 GMT"),
+        ("link", "<https://api.example.com/docs/user/v2>; rel=\"successor-version\""),
+    ];
+    let deprecated_2_0_3 = [("deprecation", "@1772323200"), ("sunset", "Thu, 01 Jan 2099 00:00:00 GMT")];
+    type Row<'a> = (Catalog, Headers<'a>, &'a [(&'a str, &'a [(&'a str, &'a str)])]);
+    let rows: [Row; 3] = [
+        (demo(), &[], &[("1.4.0", &deprecated_1)]),
+        (demo(), &[("x-api-version", b"2")], &[("2.0.3", &[]), ("2.1.0", &[])]),
+        (Stack::new(&sunset_json()).edge, &[("x-api-version", b"2")], &[("2.0.3", &deprecated_2_0_3), ("2.1.0", &[])]),
+    ];
+    for (catalog, headers, want) in rows {
+        let (_, _, host) = through(&[&catalog], post("/login", headers));
+        let route = host.header(&catalog.route_header).unwrap();
+        let (_, deployments) = behind(&catalog, &route);
+        let announced: Vec<(String, Vec<(&str, &str)>)> = deployments
+            .iter()
+            .map(|d| {
+                let headers = d.lifecycle.response_headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                (d.version.to_string(), headers)
+            })
+            .collect();
+        let want: Vec<(String, Vec<(&str, &str)>)> = want.iter().map(|(v, h)| ((*v).to_owned(), h.to_vec())).collect();
+        assert_eq!(announced, want, "{headers:?}");
     }
 }
