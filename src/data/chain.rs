@@ -68,16 +68,12 @@ pub fn compile_changes(configs: &[ChangeConfig], errors: &mut Vec<DataError>) ->
                     format!("a change must lead from {from} to another version"),
                 ));
             }
-            let earlier = changes.iter().flatten().position(|c| c.from.same_range(&from));
-            if earlier.is_some() {
-                let first = configs
-                    .iter()
-                    .position(|c| RequestedVersion::parse_str(&c.from).is_ok_and(|f| f.same_range(&from)));
+            let same_from = |c: &ChangeConfig| RequestedVersion::parse_str(&c.from).is_ok_and(|f| f.same_range(&from));
+            if let Some(first) = configs.iter().take(j).position(same_from) {
                 errors.push(DataError::new(
                     format!("{at}.from"),
                     format!(
-                        "another change (.changes[{}]) already leads on from {from}: the chain would be ambiguous",
-                        first.unwrap_or_default()
+                        "another change (.changes[{first}]) already leads on from {from}: the chain would be ambiguous"
                     ),
                 ));
             }

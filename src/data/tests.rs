@@ -1072,3 +1072,26 @@ fn compatibility_messages_read_as_sentences() {
         ]
     );
 }
+
+#[test]
+fn errors_read_well() {
+    let error = DataError::new(".changes[0].from", "bad");
+    assert_eq!(error.to_string(), ".changes[0].from: bad");
+    let violations = vec![
+        Violation { pointer: "/email".into(), message: "is required".into() },
+        Violation { pointer: String::new(), message: "must be object, not array".into() },
+    ];
+    assert_eq!(
+        BodyError::Contract(violations).to_string(),
+        "the body breaks the contract: /email is required; the body must be object, not array"
+    );
+    assert_eq!(BodyError::Malformed("EOF at line 1".into()).to_string(), "the body is not JSON: EOF at line 1");
+}
+
+#[test]
+fn too_many_changes() {
+    let changes: Vec<Value> =
+        (0..=chain::MAX_CHANGES).map(|i| json!({"from": format!("{}", i + 10), "to": format!("{}", i + 11)})).collect();
+    let errors = load(json!({"changes": changes}), &[]).unwrap_err();
+    assert_eq!(errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), [".changes"]);
+}
