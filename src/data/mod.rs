@@ -40,6 +40,11 @@
 //! | `contracts[].methods` | all | upper-case HTTP methods it applies to |
 //! | `contracts[].schema` | required | the JSON Schema subset below |
 //!
+//! `served_by_successor` entries are a major or major.minor; at most 64 changes. Methods
+//! match the request's `:method` exactly (upper case); path prefixes match bytewise, like
+//! Envoy's route `prefix`, the path as the upstream sees it (version segment or suffix
+//! removed), its query ignored.
+//!
 //! ## Served by a successor
 //!
 //! A request for a version listed in `served_by_successor` (or a more specific one:
@@ -73,9 +78,11 @@
 //! | `wrap` | `path`, `into` | the value at `path` (`""`: the body) becomes `{"<into>": value}` |
 //! | `unwrap` | `path`, `from` | the object at `path` (`""`: the body) becomes its member `from`, if it has one |
 //!
-//! A rewritten body is compact JSON with object members in key order; a body that needs no
-//! rewriting is passed on byte for byte. Bodies that are not objects pass through ops
-//! untouched (no pointer below `""` reaches into them).
+//! Ops never fail: one whose pointer reaches nothing in a body (a string body, say, or an
+//! array where an object was expected) leaves it as it is. A rewritten body is compact
+//! JSON with object members in key order, and integers beyond 64 bits carried as doubles;
+//! a body that needs no rewriting (no request ops apply, only a contract) is passed on byte
+//! for byte.
 //!
 //! ## Contracts
 //!
@@ -112,14 +119,33 @@
 //! [`compatibility`] compares each contract with the previous one of the same major line,
 //! path prefix and overlapping methods, and reports every way the newer one refuses a body
 //! the older one accepted (not load errors: the CLI's `check` shows them, `rollout` and
-//! `shift` refuse without `--force`).
+//! `shift` refuse without `--force`). Where the previous version has one contract per
+//! method set, the newer one is compared with each that shares a method. The kinds, each
+//! named with the newer contract's config path and the field's JSON pointer:
+//!
+//! | kind | example |
+//! | --- | --- |
+//! | newly required | `contract 2.1 (/register) requires /email, which 2 did not require: bodies 2 accepted are refused` |
+//! | property removed | `… no longer accepts /nickname (additionalProperties is false), which 2 accepted: …` |
+//! | closed | `… refuses members of the body that its properties do not list, which 2 accepted: …` |
+//! | narrowed type | `… narrows the type of /age from number to integer, which 2 accepted: …` (or `accepts only …, where 2 accepted any type`) |
+//! | narrowed values | `… no longer accepts "pending" at /status, which 2 accepted: …` (or `limits /status to …`) |
+//! | tighter bound | `… raises minLength of /name from 1 to 3: …`, `lowers maximum …`, `sets maxItems 10 on /tags, which 2 did not limit: …` |
+//!
+//! A property the newer contract adds (where the older accepted any member) is compared
+//! with "anything", so constraining it is a finding; array items are named `/tags/*`.
+//! [`Finding::affects`] maps a deployment (`2.1.0`) to the findings of the contract
+//! covering its version.
 //!
 //! # Passing a plan on
 //!
 //! [`ServiceData::body_plan`] is deterministic in (requested version, method, path), so a
 //! second filter instance with the same catalog can recompute it. It also has a compact
-//! `Copy` form, [`PlanId`], with a text encoding ([`PlanId::encode`],
-//! [`ServiceData::decode_plan`]) for keeping it between callbacks or passing it in a header.
+//! `Copy` form, [`PlanId`], with a text encoding (`s0.m3.c-`: served-version entry, mask
+//! of the chain's steps that apply, contract; [`PlanId::encode`], [`ServiceData::decode_plan`])
+//! for keeping it between callbacks or passing it in a header the filter owns. A decoded
+//! plan is checked against the catalog's shape, not against the request: never take one
+//! from a client.
 
 mod chain;
 mod compat;
@@ -196,6 +222,7 @@ pub fn compile(config: model::DataConfig, deployed: &[Version]) -> Result<Servic
     if !errors.is_empty() {
         return Err(errors);
     }
+    // No errors, so every change compiled: the served chains' indices stay valid.
     Ok(ServiceData { max_body_bytes, changes: changes.into_iter().flatten().collect(), served, contracts })
 }
 
