@@ -32,7 +32,7 @@ use crate::config;
 use crate::lifecycle::parse_instant;
 use crate::metrics::counter_names;
 use crate::problem::PROBLEM_CONTENT_TYPE;
-use crate::sticky::STICKY_HEADER;
+use crate::sticky::{bucket, STICKY_HEADER};
 use serde_json::{json, Value};
 
 /// A request's headers besides the pseudo-headers, as the e2e test sends them.
@@ -283,10 +283,16 @@ fn answered(
     host.answer.as_ref().map(|a| a.body.clone()).unwrap_or_default()
 }
 
+/// A request's headers for a failure message, long or binary values shortened.
+fn describe(host: &FakeHost) -> String {
+    let shown: Vec<String> =
+        host.headers.iter().map(|(name, value)| format!("{name}: {}", crate::problem::quote_raw(value))).collect();
+    shown.join(", ")
+}
+
 /// Runs one request of an e2e test through `hops` and checks it.
 fn send(test: &str, hops: &[&Catalog], host: FakeHost, want: &Want) -> FakeHost {
-    let row =
-        format!("{test}: {:?}", host.headers.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))).collect::<Vec<_>>());
+    let row = format!("{test}: {}", describe(&host));
     let (catalog, verdict, host) = through(hops, host);
     check(catalog, &row, verdict, &host, want);
     host
@@ -658,4 +664,172 @@ fn e2e_compatibility_lifecycle_headers() {
         let want: Vec<(String, Vec<(&str, &str)>)> = want.iter().map(|(v, h)| ((*v).to_owned(), h.to_vec())).collect();
         assert_eq!(announced, want, "{headers:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_robustness.py, over examples/catalog.json at the edge.
+// Envoy's share: requests its codec refuses before any filter runs (the request line
+// `\xff\xfe`, the header name `:weird`, which still run here: the filter must survive any
+// header map), `*` and `http://x/register` as it rewrites them (they run here as sent), the
+// pipelined requests (one row here: each is one request), closed connections, worker health
+// and `[critical]` log lines.
+
+/// `hostile_requests()`: every bad value in each of the six places, then every bad target.
+fn hostile_requests() -> Vec<FakeHost> {
+    let long = b"9".repeat(20_000);
+    let bad_values: [Vec<u8>; 7] = [
+        b"\xff\xfe".to_vec(),
+        b"\xc3\x28".to_vec(),
+        b"2\x80".to_vec(),
+        b"v\xe2\x82".to_vec(),
+        b" ".repeat(100),
+        long.clone(),
+        [&b"2"[..], &b".1".repeat(3000)].concat(),
+    ];
+    let mut requests = Vec::new();
+    for value in &bad_values {
+        let accept = [&b"application/vnd.acme.v"[..], value, b"+json"].concat();
+        let places: [&[(&str, &[u8])]; 6] = [
+            &[("x-api-version", value)],
+            &[("accept", &accept)],
+            &[("x-meshver-route", value)],
+            &[("content-type", b"application/grpc"), ("cookie", value)],
+            &[("x-api-version", b"2"), ("x-api-version", value)],
+            &[("x-user-id", value), (":weird", b"x")],
+        ];
+        requests.extend(places.iter().map(|headers| request("POST", b"/register", headers)));
+    }
+    let targets: [Vec<u8>; 11] = [
+        b"/register?api-version=%ff%fe".to_vec(),
+        [&b"/v"[..], &long, b"/register"].concat(),
+        [&b"/register_v"[..], &long].concat(),
+        [&b"/register?"[..], &b"api-version=2&".repeat(2000)].concat(),
+        b"//".to_vec(),
+        b"/%00".to_vec(),
+        b"*".to_vec(),
+        b"http://x/register".to_vec(),
+        [&b"/acme.user.v"[..], &long, b".S/M"].concat(),
+        b"/v2/register_v2.1".to_vec(),
+        b"/register?&&&==&api-version".to_vec(),
+    ];
+    requests.extend(targets.iter().map(|target| request("POST", target, &[])));
+    requests.push(request("POST", b"/register", &[("x-api-version", b"2"), ("x-api-version", b"2")]));
+    requests
+}
+
+/// test_hostile_stream_leaves_every_worker_healthy: no request makes the filter panic or answer
+/// 5xx; a forged route key never survives; over the e2e test's four passes, more than 50 of
+/// the filter's own 400s.
+#[test]
+fn e2e_robustness_hostile_stream() {
+    let c = demo();
+    let mut answered_400 = 0;
+    for host in hostile_requests() {
+        let row = describe(&host);
+        let forged = host.headers.iter().find(|(name, _)| *name == c.route_header).map(|(_, v)| v.clone());
+        let (_, verdict, host) = through(&[&c], host);
+        assert_eq!(host.counted.len(), 1, "{row}");
+        if let Some(answer) = &host.answer {
+            assert_eq!((verdict, answer.status), (Verdict::Answered, 400), "{row}");
+            answered_400 += 1;
+        }
+        if let Some(route) = host.headers.iter().find(|(name, _)| *name == c.route_header).map(|(_, v)| v) {
+            assert_ne!(Some(route), forged.as_ref(), "{row}: the client's route key survived");
+            behind(&c, &String::from_utf8_lossy(route));
+        }
+    }
+    assert!(4 * answered_400 > 50, "{answered_400} answers of 400 in one pass");
+
+    // Then normal requests, a forged route key among their headers, are served correctly.
+    let forged: Headers = &[("x-meshver-route", b"user-1.4.0")];
+    let want = upstream("user", &["2.1.0"], "/register?k=1", "2.1");
+    send("test_hostile_stream_leaves_every_worker_healthy", &[&c], post("/v2.1/register?k=1", forged), &want);
+}
+
+#[test]
+fn e2e_robustness_precise_answers() {
+    let c = demo();
+    let non_utf8 = Refusal { detail: &["2\u{fffd}"], ..refusal(400, "malformed-version", None) };
+    let oversized = "1".repeat(5000);
+    let rows: [(&str, FakeHost, Want); 2] = [
+        (
+            "test_non_utf8_version_is_a_precise_400",
+            post("/register", &[("x-api-version", b"2\xff")]),
+            Want::Problem(non_utf8),
+        ),
+        (
+            "test_oversized_values_are_refused_not_echoed",
+            post("/register", &[("x-api-version", oversized.as_bytes())]),
+            Want::Problem(refusal(400, "malformed-version", None)),
+        ),
+    ];
+    for (test, host, want) in rows {
+        let host = send(test, &[&c], host, &want);
+        let body = host.answer.map(|a| a.body).unwrap_or_default();
+        assert!(body.len() < 2000, "{test}: a body of {} bytes", body.len());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_traffic.py, over examples/catalog.json at the edge: every request is
+// `POST /login` with `x-api-version: 2`, some with a client key in `x-user-id`.
+// Envoy's share: the weights (moved through its admin runtime), the random split of unkeyed
+// requests, the choice of a cluster from the sticky number, test_a_runtime_shift_under_load's
+// timing and test_every_generated_config_passes_envoy_validate (no request). Here: each
+// request's route key and sticky number, and the e2e tests' shares computed over those numbers
+// with the arithmetic of the rendered route ([`envoy_picks_new`]).
+
+/// The sticky number a 2.x request of `client` gets (`None`: no key, no number), checked as
+/// forwarded to the 2.x line like every request of these tests.
+fn sticky_number(catalog: &Catalog, client: Option<&str>) -> Option<String> {
+    let key: Vec<(&str, &[u8])> = client.iter().map(|c| ("x-user-id", c.as_bytes())).collect();
+    let host = post("/login", &[&[("x-api-version", &b"2"[..])][..], &key].concat());
+    let host = send("test_traffic.py version_for", &[catalog], host, &upstream("user", V2_LINE, "/login", "2"));
+    host.header(STICKY_HEADER)
+}
+
+/// Envoy's weighted route with `header_name` (cli/src/render/envoy.rs): the sticky number mod
+/// the total weight (100 here), clusters newest first; so below `new` is the new deployment.
+fn envoy_picks_new(sticky: &str, new: u64) -> bool {
+    sticky.parse::<u64>().unwrap() % 100 < new
+}
+
+/// test_unkeyed_split_follows_the_weights and test_a_runtime_shift_under_load_fails_no_request:
+/// without a key the request gets the line's route key and no sticky number.
+#[test]
+fn e2e_traffic_unkeyed() {
+    assert_eq!(sticky_number(&demo(), None), None);
+}
+
+/// test_keyed_clients_stay_on_one_deployment: 60 clients, 8 requests each, at 50/50.
+#[test]
+fn e2e_traffic_keyed_clients_stay() {
+    let c = demo();
+    let mut on_new = 0;
+    for user in 0..60 {
+        let key = format!("user-{user}");
+        let numbers: Vec<String> = (0..8).map(|_| sticky_number(&c, Some(&key)).unwrap()).collect();
+        assert_eq!(numbers, vec![bucket(key.as_bytes()); 8], "{key}");
+        on_new += usize::from(envoy_picks_new(&numbers[0], 50));
+    }
+    assert!((15..=45).contains(&on_new), "{on_new} of 60 clients on the new deployment");
+}
+
+/// test_raising_the_new_weight_moves_clients_only_from_old_to_new: 200 clients over 0 → 100%.
+#[test]
+fn e2e_traffic_raising_the_weight() {
+    let catalog = demo();
+    let clients: Vec<String> = (0..200).map(|i| format!("customer-{i}")).collect();
+    let mut previous = Vec::new();
+    for weight in [0, 5, 25, 50, 75, 100] {
+        // Each step asks again, as the e2e test does: only a number that stays put keeps the
+        // rollout monotonic.
+        let on_new: Vec<&String> =
+            clients.iter().filter(|c| envoy_picks_new(&sticky_number(&catalog, Some(c)).unwrap(), weight)).collect();
+        assert!(previous.iter().all(|c| on_new.contains(c)), "at {weight}% a client went back to the old version");
+        let share = on_new.len() as f64 / clients.len() as f64;
+        assert!((share - weight as f64 / 100.0).abs() <= 0.12, "at {weight}%: {} clients", on_new.len());
+        previous = on_new;
+    }
+    assert_eq!(previous.len(), clients.len());
 }
