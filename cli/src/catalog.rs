@@ -15,13 +15,7 @@ pub struct CatalogFile {
 
 /// Reads and validates a catalog; on errors every one is reported as `FILE: $.path: message`.
 pub fn load_file(path: &Path) -> Outcome<CatalogFile> {
-    let text = std::fs::read(path).map_err(|e| {
-        Fail::new(format!("cannot read catalog {}: {e}", path.display()), "give the path of a catalog JSON file")
-    })?;
-    let catalog = meshver::config::load(&text).map_err(|errors| {
-        Fail::report(errors.0.iter().map(|e| format!("{}: {}: {}", path.display(), e.path, e.message)).collect())
-    })?;
-    Ok(CatalogFile { path: path.to_owned(), text, catalog })
+    validate(path, read(path)?)
 }
 
 /// Reads a catalog, sets `overlay`'s top-level fields on it, and validates the result
@@ -30,10 +24,7 @@ pub fn load_file_with(path: &Path, overlay: &[(&str, serde_json::Value)]) -> Out
     if overlay.is_empty() {
         return load_file(path);
     }
-    let file = std::fs::read(path).map_err(|e| {
-        Fail::new(format!("cannot read catalog {}: {e}", path.display()), "give the path of a catalog JSON file")
-    })?;
-    let mut value: serde_json::Value = serde_json::from_slice(&file)
+    let mut value: serde_json::Value = serde_json::from_slice(&read(path)?)
         .map_err(|e| Fail::new(format!("{}: {e}", path.display()), "fix the catalog's JSON"))?;
     let Some(object) = value.as_object_mut() else {
         return Err(Fail::new(format!("{}: the catalog is not a JSON object", path.display()), "fix the catalog"));
@@ -43,6 +34,17 @@ pub fn load_file_with(path: &Path, overlay: &[(&str, serde_json::Value)]) -> Out
     }
     let text = serde_json::to_vec(&value)
         .map_err(|e| Fail::new(format!("cannot write catalog {}: {e}", path.display()), "fix the catalog"))?;
+    validate(path, text)
+}
+
+fn read(path: &Path) -> Outcome<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Fail::new(format!("cannot read catalog {}: {e}", path.display()), "give the path of a catalog JSON file")
+    })
+}
+
+/// The filter's own validation of a catalog's bytes, errors named after the file.
+fn validate(path: &Path, text: Vec<u8>) -> Outcome<CatalogFile> {
     let catalog = meshver::config::load(&text).map_err(|errors| {
         Fail::report(errors.0.iter().map(|e| format!("{}: {}: {}", path.display(), e.path, e.message)).collect())
     })?;

@@ -6,7 +6,18 @@
 use crate::fail::Fail;
 use std::convert::Infallible;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// The Envoy that `status`, `shift`, `rollback` and `rollout` act on, and its catalog.
+#[derive(Debug, clap::Args)]
+pub struct EnvoyFlags {
+    #[arg(long, value_parser = admin_url)]
+    pub admin: String,
+    /// The catalog; default: the one in the running filter's config.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
 
 /// A flag's value that does not parse: what is wrong, and what to write instead.
 #[derive(Debug, Clone)]

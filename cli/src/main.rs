@@ -23,7 +23,7 @@ mod weights;
 use clap::{Parser, Subcommand};
 use commands::rollout::RolloutArgs;
 use fail::Outcome;
-use flags::{BadFlag, Steps};
+use flags::{BadFlag, EnvoyFlags, Steps};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,11 +53,8 @@ enum Command {
     Render(RenderCommand),
     /// Show live weights, requests, 5xx, error rate and p99 per deployment.
     Status {
-        #[arg(long, value_parser = flags::admin_url)]
-        admin: String,
-        /// The catalog; default: the one in the running filter's config.
-        #[arg(long)]
-        catalog: Option<PathBuf>,
+        #[command(flatten)]
+        envoy: EnvoyFlags,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -69,10 +66,8 @@ enum Command {
         to: String,
         #[arg(long, value_name = "0-100", value_parser = flags::weight)]
         weight: u32,
-        #[arg(long, value_parser = flags::admin_url)]
-        admin: String,
-        #[arg(long)]
-        catalog: Option<PathBuf>,
+        #[command(flatten)]
+        envoy: EnvoyFlags,
     },
     /// Send all of a line's weight back to its stable deployment, at once.
     Rollback {
@@ -80,10 +75,8 @@ enum Command {
         /// The major line (default: every line with more than one deployment).
         #[arg(long, value_name = "MAJOR")]
         line: Option<u64>,
-        #[arg(long, value_parser = flags::admin_url)]
-        admin: String,
-        #[arg(long)]
-        catalog: Option<PathBuf>,
+        #[command(flatten)]
+        envoy: EnvoyFlags,
     },
     /// Raise a deployment's weight step by step; roll back automatically on a breach.
     Rollout {
@@ -101,10 +94,8 @@ enum Command {
         /// Fewer requests to the new deployment in an interval fail the step.
         #[arg(long, default_value_t = 0)]
         min_requests: u64,
-        #[arg(long, value_parser = flags::admin_url)]
-        admin: String,
-        #[arg(long)]
-        catalog: Option<PathBuf>,
+        #[command(flatten)]
+        envoy: EnvoyFlags,
     },
 }
 
@@ -160,14 +151,10 @@ fn run(command: Command) -> Outcome {
             let options = render::istio::IstioOptions { namespace, image, selector: selector.into_iter().collect() };
             commands::render::istio(&catalog, &options, output.as_deref())
         }
-        Command::Status { admin, catalog, json } => commands::status::run(&admin, catalog.as_deref(), json),
-        Command::Shift { service, to, weight, admin, catalog } => {
-            commands::shift::run(&service, &to, weight, &admin, catalog.as_deref())
-        }
-        Command::Rollback { service, line, admin, catalog } => {
-            commands::rollback::run(&service, line, &admin, catalog.as_deref())
-        }
-        Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, admin, catalog } => {
+        Command::Status { envoy, json } => commands::status::run(&envoy, json),
+        Command::Shift { service, to, weight, envoy } => commands::shift::run(&service, &to, weight, &envoy),
+        Command::Rollback { service, line, envoy } => commands::rollback::run(&service, line, &envoy),
+        Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, envoy } => {
             commands::rollout::run(&RolloutArgs {
                 service: &service,
                 to: &to,
@@ -178,8 +165,7 @@ fn run(command: Command) -> Outcome {
                     max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
                     min_requests,
                 },
-                admin: &admin,
-                catalog: catalog.as_deref(),
+                envoy: &envoy,
             })
         }
     }

@@ -10,6 +10,7 @@ pub mod status;
 use crate::admin::snapshot::Snapshot;
 use crate::admin::Admin;
 use crate::fail::{Fail, Outcome};
+use crate::flags::EnvoyFlags;
 use meshver::config::Service;
 use serde::Serialize;
 use std::io::Write;
@@ -25,16 +26,21 @@ pub struct Connected {
 
 impl Connected {
     /// Checks that the admin answers (and is Envoy's), then reads it.
-    pub fn open(admin_url: &str, catalog: Option<&Path>) -> Outcome<Connected> {
-        let admin = Admin::new(admin_url);
+    pub fn open(envoy: &EnvoyFlags) -> Outcome<Connected> {
+        let admin = Admin::new(&envoy.admin);
         admin.ping().map_err(|e| e.fail(&admin))?;
-        Connected::read(admin, catalog)
+        Connected::finish(admin, envoy)
     }
 
-    /// Reads what the admin's Envoy runs; the services come from `catalog`, or else from it.
-    pub fn read(admin: Admin, catalog: Option<&Path>) -> Outcome<Connected> {
+    /// Reads what the admin's Envoy runs (without checking first that it answers).
+    pub fn read(envoy: &EnvoyFlags) -> Outcome<Connected> {
+        Connected::finish(Admin::new(&envoy.admin), envoy)
+    }
+
+    /// The services come from `--catalog`, or else from the Envoy.
+    fn finish(admin: Admin, envoy: &EnvoyFlags) -> Outcome<Connected> {
         let snapshot = Snapshot::fetch(&admin).map_err(|e| e.fail(&admin))?;
-        let services = snapshot.services(catalog, &admin)?;
+        let services = snapshot.services(envoy.catalog.as_deref(), &admin)?;
         Ok(Connected { admin, snapshot, services })
     }
 }

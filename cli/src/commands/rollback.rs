@@ -5,12 +5,12 @@ use super::Connected;
 use crate::admin::line_weight_keys;
 use crate::catalog::{find_service, line_deployments, stable_index};
 use crate::fail::{Fail, Outcome};
+use crate::flags::EnvoyFlags;
 use crate::weights;
 use meshver::config::Line;
-use std::path::Path;
 
-pub fn run(service: &str, major: Option<u64>, admin_url: &str, catalog: Option<&Path>) -> Outcome {
-    let live = Connected::open(admin_url, catalog)?;
+pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
+    let live = Connected::open(envoy)?;
     let service = find_service(&live.services, service)?;
     let lines: Vec<&Line> = match major {
         Some(major) => vec![service.line(major).ok_or_else(|| {

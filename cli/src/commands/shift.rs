@@ -4,12 +4,12 @@
 use super::Connected;
 use crate::catalog::{find_deployment, find_service, line_deployments};
 use crate::fail::Outcome;
+use crate::flags::EnvoyFlags;
 use crate::weights;
 use meshver::config::Deployment;
-use std::path::Path;
 
-pub fn run(service: &str, to: &str, weight: u32, admin_url: &str, catalog: Option<&Path>) -> Outcome {
-    let live = Connected::open(admin_url, catalog)?;
+pub fn run(service: &str, to: &str, weight: u32, envoy: &EnvoyFlags) -> Outcome {
+    let live = Connected::open(envoy)?;
     let service = find_service(&live.services, service)?;
     let (line, index) = find_deployment(service, to)?;
     let deployments = line_deployments(service, line);

@@ -3,15 +3,14 @@
 
 use super::{to_json, Connected};
 use crate::admin::snapshot::WeightSource;
-use crate::admin::Admin;
 use crate::catalog::{line_deployments, runtime_prefix, stable_index};
 use crate::fail::Outcome;
+use crate::flags::EnvoyFlags;
 use crate::format::{millis, percent};
 use crate::stats::Stats;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use meshver::config::{Line, Service};
 use serde::Serialize;
-use std::path::Path;
 
 /// What `status` reports (the `--json` shape, see cli/README.md).
 #[derive(Debug, Serialize)]
@@ -50,8 +49,8 @@ struct DeploymentStatus {
     p99_ms: Option<f64>,
 }
 
-pub fn run(admin_url: &str, catalog: Option<&Path>, as_json: bool) -> Outcome {
-    let live = Connected::read(Admin::new(admin_url), catalog)?;
+pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
+    let live = Connected::read(envoy)?;
     let stats = Stats::parse(&live.admin.stats().map_err(|e| e.fail(&live.admin))?);
     let report = Report {
         admin: live.admin.url.clone(),

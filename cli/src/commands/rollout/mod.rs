@@ -8,12 +8,11 @@ use super::Connected;
 use crate::admin::{retry, AdminError};
 use crate::catalog::{find_deployment, find_service, line_deployments, stable_index};
 use crate::fail::{Fail, Outcome};
-use crate::flags::Steps;
+use crate::flags::{EnvoyFlags, Steps};
 use crate::format::{millis, percent};
 use crate::judge::{judge, Limits};
 use crate::stats::Stats;
 use crate::weights;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,13 +27,12 @@ pub struct RolloutArgs<'a> {
     pub steps: &'a Steps,
     pub interval: Duration,
     pub limits: Limits,
-    pub admin: &'a str,
-    pub catalog: Option<&'a Path>,
+    pub envoy: &'a EnvoyFlags,
 }
 
 pub fn run(args: &RolloutArgs) -> Outcome {
     let limits = &args.limits;
-    let live = Connected::open(args.admin, args.catalog)?;
+    let live = Connected::open(args.envoy)?;
     let service = find_service(&live.services, args.service)?;
     let (line, index) = find_deployment(service, args.to)?;
     let deployments = line_deployments(service, line);
