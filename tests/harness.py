@@ -103,9 +103,9 @@ def wait_for(check, timeout, what, proc=None, interval=0.05):
 
 
 def binomial_bounds(n, p, sigmas=5):
-    """(low, high) counts that n draws with success probability p fall within at `sigmas`
-    standard deviations: a correct build fails a test using them about once in 3.5 million
-    runs at 5 (and never when p is 0 or 1)."""
+    """(low, high): the counts of successes in n draws with probability p that lie within
+    `sigmas` standard deviations. At 5, a correct build falls outside at most a few times in
+    a million runs for the n and p the tests use (exact binomial tails); at p = 0 or 1, never."""
     spread = sigmas * math.sqrt(n * p * (1 - p))
     return max(0, math.floor(n * p - spread)), min(n, math.ceil(n * p + spread))
 

@@ -320,12 +320,15 @@ def test_istio_sticky_buckets_match_envoys_weighted_choice():
     docs = validate_manifests(meshver(*RENDER_DEMO_ISTIO).stdout)
     vs = next(d for d in docs if d["kind"] == "VirtualService" and d["metadata"]["name"] == "user")
     routes = vs["spec"]["http"]
+    user = harness.compiled_catalog(json.loads(harness.DEMO_CATALOG.read_text()))["services"][0]
+    line = next(line for line in user["lines"] if line["major"] == 2)
+    newest_weight = line["weights"][line["deployments"][-1]]
     for value in range(0, 10000, 7):
         sticky = f"{value:04d}"
-        chosen = first_match(routes, {"x-meshver-route": "user-v2", "x-meshver-sticky": sticky})
-        expected = "user-2-1-0" if value % 100 < 10 else "user-2-0-3"
+        chosen = first_match(routes, {"x-meshver-route": line["route"], "x-meshver-sticky": sticky})
+        expected = "user-2-1-0" if value % 100 < newest_weight else "user-2-0-3"
         assert [d["destination"]["subset"] for d in chosen] == [expected], sticky
-    unkeyed = first_match(routes, {"x-meshver-route": "user-v2"})
+    unkeyed = first_match(routes, {"x-meshver-route": line["route"]})
     assert [(d["destination"]["subset"], d["weight"]) for d in unkeyed] == [("user-2-1-0", 10), ("user-2-0-3", 90)]
     pinned = first_match(routes, {"x-meshver-route": "user-2.0.3", "x-meshver-sticky": "0001"})
     assert [d["destination"]["subset"] for d in pinned] == ["user-2-0-3"]

@@ -2,7 +2,7 @@
 and monotonic canary assignment from the filter's client buckets.
 
 Bounds on shares are binomial at 5 standard deviations (harness.binomial_bounds): a
-correct build fails one of them about once in millions of runs, a broken split at once.
+correct build falls outside one a few times in a million runs, a broken split at once.
 """
 
 import threading
