@@ -2,6 +2,10 @@
 PYTHON ?= python3
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshver.wasm
+# The same build with the body and response callbacks: the body filter (src/filter/body.rs).
+BODY_WASM := target/$(WASM_TARGET)/release/meshver_body.wasm
+# Cargo's own artifact, which the trim step reads and never changes.
+WASM_BUILT := target/$(WASM_TARGET)/release/deps/meshver.wasm
 VENV := .venv
 # Re-install only when the pinned requirements change.
 VENV_STAMP := $(VENV)/.installed
@@ -11,8 +15,9 @@ VENV_STAMP := $(VENV)/.installed
 build:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo build --release --target $(WASM_TARGET)
-	@# Keep only the callbacks meshver implements (src/host/mod.rs says why).
-	cargo run --quiet -p meshver-trim-exports -- $(WASM)
+	@# Keep only the callbacks each filter implements (src/host/mod.rs says why).
+	cargo run --quiet -p meshver-trim-exports -- --out $(WASM) $(WASM_BUILT)
+	cargo run --quiet -p meshver-trim-exports -- --section meshver.body_callbacks --out $(BODY_WASM) $(WASM_BUILT)
 	@wc -c < $(WASM) | awk '{ printf "$(WASM): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
 
 # The operator CLI, target/release/meshver (a native binary; none of its crates reach the module).

@@ -25,6 +25,14 @@ pub fn counter_names(catalog: &Catalog) -> Vec<String> {
     names
 }
 
+/// The slot of a service's rejection of one kind (the body filter's answers).
+pub fn problem_slot(catalog: &Catalog, service: usize, kind: ProblemKind) -> usize {
+    match ProblemKind::ALL.iter().position(|k| *k == kind) {
+        Some(at) if service < catalog.services.len() => service * PER_SERVICE + 1 + at,
+        _ => catalog.services.len() * PER_SERVICE,
+    }
+}
+
 /// The slot (index into `counter_names`) a decided request counts in.
 pub fn slot(catalog: &Catalog, plan: &Plan<'_>) -> usize {
     let Some(service) = plan.service else {
@@ -48,7 +56,7 @@ mod tests {
     fn every_outcome_has_its_named_counter() {
         let catalog = config::load(include_bytes!("../examples/catalog.json")).unwrap();
         let names = counter_names(&catalog);
-        assert_eq!(names.len(), 2 * 9 + 1);
+        assert_eq!(names.len(), 2 * 13 + 1);
         type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], &'a str);
         let cases: &[Case] = &[
             ("/register", &[], "meshver.user.forwarded"),

@@ -43,11 +43,19 @@ pub enum ProblemKind {
     IncompatibleCaller,
     /// Every deployment that could serve is past its sunset (410).
     VersionGone,
+    /// A request body that a change or contract applies to is not JSON (400).
+    MalformedBody,
+    /// A request body breaks the contract of its version (422).
+    ContractViolation,
+    /// A request body is over the size the filter buffers to check or change it (413).
+    BodyTooLarge,
+    /// An upstream's response is over the size the filter buffers to change it back (502).
+    ResponseTooLarge,
 }
 
 impl ProblemKind {
     /// Every kind, in a fixed order (metric slots depend on it).
-    pub const ALL: [ProblemKind; 8] = [
+    pub const ALL: [ProblemKind; 12] = [
         ProblemKind::MalformedVersion,
         ProblemKind::VersionConflict,
         ProblemKind::VersionRequired,
@@ -56,6 +64,10 @@ impl ProblemKind {
         ProblemKind::NoCompatibleDeployment,
         ProblemKind::IncompatibleCaller,
         ProblemKind::VersionGone,
+        ProblemKind::MalformedBody,
+        ProblemKind::ContractViolation,
+        ProblemKind::BodyTooLarge,
+        ProblemKind::ResponseTooLarge,
     ];
 
     pub fn status(self) -> u16 {
@@ -64,8 +76,12 @@ impl ProblemKind {
             | ProblemKind::VersionConflict
             | ProblemKind::VersionRequired
             | ProblemKind::UnsupportedVersion
-            | ProblemKind::MalformedCaller => 400,
+            | ProblemKind::MalformedCaller
+            | ProblemKind::MalformedBody => 400,
             ProblemKind::IncompatibleCaller => 409,
+            ProblemKind::BodyTooLarge => 413,
+            ProblemKind::ContractViolation => 422,
+            ProblemKind::ResponseTooLarge => 502,
             ProblemKind::VersionGone => 410,
             ProblemKind::NoCompatibleDeployment => 503,
         }
@@ -77,10 +93,13 @@ impl ProblemKind {
             ProblemKind::MalformedVersion
             | ProblemKind::VersionConflict
             | ProblemKind::VersionRequired
-            | ProblemKind::MalformedCaller => 3, // INVALID_ARGUMENT
+            | ProblemKind::MalformedCaller
+            | ProblemKind::MalformedBody
+            | ProblemKind::ContractViolation => 3, // INVALID_ARGUMENT
+            ProblemKind::BodyTooLarge | ProblemKind::ResponseTooLarge => 8, // RESOURCE_EXHAUSTED
             ProblemKind::UnsupportedVersion | ProblemKind::VersionGone => 12, // UNIMPLEMENTED
-            ProblemKind::IncompatibleCaller => 9,                             // FAILED_PRECONDITION
-            ProblemKind::NoCompatibleDeployment => 14,                        // UNAVAILABLE
+            ProblemKind::IncompatibleCaller => 9,                           // FAILED_PRECONDITION
+            ProblemKind::NoCompatibleDeployment => 14,                      // UNAVAILABLE
         }
     }
 
@@ -94,6 +113,10 @@ impl ProblemKind {
             ProblemKind::NoCompatibleDeployment => "no-compatible-deployment",
             ProblemKind::IncompatibleCaller => "incompatible-caller",
             ProblemKind::VersionGone => "version-gone",
+            ProblemKind::MalformedBody => "malformed-body",
+            ProblemKind::ContractViolation => "contract-violation",
+            ProblemKind::BodyTooLarge => "body-too-large",
+            ProblemKind::ResponseTooLarge => "response-too-large",
         }
     }
 
@@ -107,6 +130,10 @@ impl ProblemKind {
             ProblemKind::NoCompatibleDeployment => "No compatible deployment",
             ProblemKind::IncompatibleCaller => "Incompatible caller",
             ProblemKind::VersionGone => "API version gone",
+            ProblemKind::MalformedBody => "Malformed JSON body",
+            ProblemKind::ContractViolation => "Body breaks the version's contract",
+            ProblemKind::BodyTooLarge => "Body too large",
+            ProblemKind::ResponseTooLarge => "Response too large to change back",
         }
     }
 }

@@ -14,6 +14,10 @@ pub struct Mesh {
     pub admin: String,
     /// The filter module (`meshver.wasm`).
     pub wasm: PathBuf,
+    /// The body filter module, for catalogs with a `data` section. Default: `meshver_body.wasm`
+    /// beside `wasm` (`make build` writes both).
+    #[serde(default)]
+    pub body_wasm: Option<PathBuf>,
     /// Route key of a deployment (its cluster name) → `host:port` of its upstream.
     pub endpoints: BTreeMap<String, String>,
     pub listeners: Vec<MeshListener>,

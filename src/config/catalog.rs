@@ -2,6 +2,7 @@
 //! lists sorted, so that nothing is parsed or allocated per request.
 
 use crate::caller::CallerIdentity;
+use crate::data::ServiceData;
 use crate::lifecycle::Lifecycle;
 use crate::sources::Source;
 use crate::sticky::StickyKey;
@@ -40,6 +41,8 @@ pub struct Service {
     /// Deployed versions, oldest first, as listed in errors and `api-supported-versions`.
     pub supported_versions: Vec<String>,
     pub sticky: Option<StickyKey>,
+    /// Body changes, successors and contracts; none for a header-only service.
+    pub data: Option<ServiceData>,
 }
 
 /// One deployed version.

@@ -11,6 +11,7 @@ use super::model::{
 use super::{ConfigError, ConfigErrors};
 use super::{DEFAULT_QUERY_PARAM, DEFAULT_ROUTE_HEADER, DEFAULT_VERSION_HEADER, OWNED_HEADER_PREFIX};
 use crate::caller::CallerIdentity;
+use crate::data;
 use crate::lifecycle::{parse_instant, Lifecycle};
 use crate::sources::Source;
 use crate::sticky::StickyKey;
@@ -203,6 +204,16 @@ fn compile_service(
         }
     }
 
+    let data = config.data.and_then(|model| {
+        let deployed: Vec<Version> = deployments.iter().map(|d| d.version.clone()).collect();
+        data::compile(model, &deployed)
+            .map_err(|found| {
+                for error in found {
+                    errors.add(format!("{path}.data{}", error.path), error.message);
+                }
+            })
+            .ok()
+    });
     let supported_versions = deployments.iter().map(|d| d.version.to_string()).collect();
     Service {
         name,
@@ -219,6 +230,7 @@ fn compile_service(
         set_version_header: config.rewrite.set_version_header,
         supported_versions,
         sticky,
+        data,
     }
 }
 

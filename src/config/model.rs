@@ -1,6 +1,7 @@
 //! The plugin configuration as JSON (Envoy's `configuration`, Istio's `pluginConfig`),
 //! deserialised as written. Unknown fields are refused; `compile` validates the rest.
 
+use crate::data::model::DataConfig;
 use crate::sources::Source;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -95,6 +96,10 @@ pub struct ServiceConfig {
     /// Sticky canary assignment: the client key to hash. Without it, the mesh picks randomly by weight.
     #[serde(default)]
     pub sticky: Option<StickyConfig>,
+    /// The data half: body changes between versions, versions served by their successor,
+    /// request body contracts (see `crate::data`).
+    #[serde(default)]
+    pub data: Option<DataConfig>,
 }
 
 /// Where a client's stable key is read from: exactly one of the two.

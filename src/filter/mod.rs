@@ -13,6 +13,8 @@ use crate::problem::Answer;
 use crate::request::Request;
 use crate::resolve::{decide, Outcome};
 
+pub mod body;
+
 /// What the request path needs of the proxy.
 pub trait Host {
     /// The request's headers as the host serialises them ([`header_map`]'s format); `None`
@@ -28,6 +30,22 @@ pub trait Host {
     fn count(&mut self, slot: usize);
     /// A line for the proxy's debug log.
     fn debug(&self, message: std::fmt::Arguments<'_>);
+}
+
+/// What the body filter needs of the proxy besides a [`Host`]'s request headers.
+pub trait BodyHost: Host {
+    /// The first `size` bytes of the buffered request body.
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// Replaces the whole buffered request body (`old_size` bytes).
+    fn set_request_body(&mut self, old_size: usize, body: &[u8]);
+    /// The response's headers, serialised like the request's.
+    fn response_header_map(&mut self) -> Option<Vec<u8>>;
+    /// Sets a response header, replacing every value; `None` removes it.
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>);
+    /// The first `size` bytes of the buffered response body.
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// Replaces the whole buffered response body (`old_size` bytes).
+    fn set_response_body(&mut self, old_size: usize, body: &[u8]);
 }
 
 /// Whether the request goes on through the filter chain.

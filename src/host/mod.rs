@@ -1,6 +1,8 @@
 //! The host adapter: the only code that calls proxy-wasm. It implements
 //! [`crate::filter::Host`] over Envoy's ABI and decides nothing itself.
 
+mod abi;
+mod body;
 mod counters;
 mod http;
 mod plugin;
@@ -17,6 +19,15 @@ use proxy_wasm::types::LogLevel;
 #[used]
 static CALLBACKS: [u8; 122] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
     proxy_on_context_create proxy_on_request_headers proxy_on_delete";
+
+/// The body filter's callbacks: the header filter's, and the body and response ones. The
+/// build writes a second module exporting these (`meshver_body.wasm`), loaded under the root
+/// id [`crate::filter::body::BODY_ROOT_ID`].
+#[link_section = "meshver.body_callbacks"]
+#[used]
+static BODY_CALLBACKS: [u8; 193] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
+    proxy_on_context_create proxy_on_request_headers proxy_on_request_body proxy_on_response_headers \
+    proxy_on_response_body proxy_on_delete";
 
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic at critical level.

@@ -2,10 +2,13 @@
 //! it flushes the requests' counts to the host and reads the proxy's clock for them, so a
 //! request makes no host call for either.
 
+use super::abi;
+use super::body::MeshverBody;
 use super::counters::Counters;
 use super::http::MeshverHttp;
 use super::plugin::Plugin;
 use crate::config;
+use crate::filter::body::BODY_ROOT_ID;
 use crate::metrics::counter_names;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -20,6 +23,8 @@ pub const TICK_PERIOD: Duration = Duration::from_secs(1);
 pub struct MeshverRoot {
     /// None until a configuration loads.
     plugin: Option<Rc<Plugin>>,
+    /// Whether this plugin runs as the body filter (its root id says so).
+    body_filter: bool,
 }
 
 impl MeshverRoot {
@@ -32,10 +37,12 @@ impl Context for MeshverRoot {}
 
 impl RootContext for MeshverRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        self.body_filter = abi::property("plugin_root_id").is_ok_and(|id| id == BODY_ROOT_ID.as_bytes());
         let raw = self.get_plugin_configuration().unwrap_or_default();
         match config::load(&raw) {
             Ok(catalog) => {
-                log::info!("meshver: loaded {} service(s)", catalog.services.len());
+                let role = if self.body_filter { "body filter" } else { "header filter" };
+                log::info!("meshver: loaded {} service(s) as the {role}", catalog.services.len());
                 if let Some(old) = &self.plugin {
                     old.counters.flush();
                 }
@@ -68,6 +75,10 @@ impl RootContext for MeshverRoot {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(MeshverHttp { context_id, plugin: self.plugin.clone() }))
+        if self.body_filter {
+            Some(Box::new(MeshverBody::new(context_id, self.plugin.clone())))
+        } else {
+            Some(Box::new(MeshverHttp { context_id, plugin: self.plugin.clone() }))
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 use crate::caller::{parse_requirement, CallerIdentity, CALLER_HEADER, REQUIRES_HEADER};
 use crate::config::{Catalog, Deployment, Service, OWNED_HEADER_PREFIX};
+use crate::filter::body::BODY_HEADER;
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
 use crate::sources::{query_pairs, Source};
@@ -89,8 +90,15 @@ fn route<'c>(
         (None, Some(_)) => None,
         (None, None) => Some(default_version(service)?),
     };
-    let mut candidates: Vec<&Deployment> =
-        service.deployments.iter().filter(|d| asked.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version))).collect();
+    // A version with no deployment of its own, served by its successor through body changes,
+    // resolves as if the successor had been asked for; the upstream is told the successor.
+    let successor = asked.as_ref().and_then(|(v, _)| service.data.as_ref()?.successor_for(v).copied());
+    let serving = successor.map(|s| (s, s.to_string())).or_else(|| asked.clone());
+    let mut candidates: Vec<&Deployment> = service
+        .deployments
+        .iter()
+        .filter(|d| serving.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version)))
+        .collect();
     if candidates.is_empty() {
         let (version, text) = asked.unwrap_or((RequestedVersion { major: 0, minor: None, patch: None }, String::new()));
         let detail = format!(
@@ -167,7 +175,7 @@ fn route<'c>(
 
     let mut set_headers = vec![(catalog.route_header.as_str(), Cow::Borrowed(route.as_bytes()))];
     if service.set_version_header {
-        let applied = asked.map_or_else(|| major.to_string(), |(_, text)| text);
+        let applied = serving.map_or_else(|| major.to_string(), |(_, text)| text);
         // A client that already sent exactly the normalised value once costs no header write.
         let mut sent = request.values(&service.version_header);
         if !(sent.next() == Some(applied.as_bytes()) && sent.next().is_none()) {
@@ -184,6 +192,15 @@ fn route<'c>(
         set_headers.push((STICKY_HEADER, Cow::Owned(bucket(key).into_bytes())));
     }
     let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
+    if let (Some(data), Some((version, text))) = (&service.data, &asked) {
+        // The path as the upstream sees it, without the query.
+        let upstream_path = path.as_deref().map_or(request.path, |p| p.split(|b| *b == b'?').next().unwrap_or(p));
+        let method = request.first(":method").unwrap_or_default();
+        if let Some(plan) = data.body_plan_for(version, method, upstream_path) {
+            let mark = format!("{} {} {text}", service.name, plan.id().encode());
+            set_headers.push((BODY_HEADER, Cow::Owned(mark.into_bytes())));
+        }
+    }
     Ok(Forward { service: &service.name, route, set_headers, path })
 }
 

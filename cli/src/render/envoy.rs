@@ -1,10 +1,11 @@
 //! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
 
 use super::{compact_json, STICKY_HEADER};
-use crate::catalog::{configured_weights, line_deployments, load_file_with, runtime_prefix};
+use crate::catalog::{configured_weights, line_deployments, load_file_with, runtime_prefix, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, MeshFile};
 use meshver::config::Deployment;
+use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,18 +23,11 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
     let file = MeshFile::load(mesh_path)?;
     let mesh = &file.mesh;
     let wasm = file.resolve(&mesh.wasm);
-    let wasm = match wasm_path {
-        WasmPath::Absolute => wasm,
-        WasmPath::RelativeTo(dir) => {
-            let base = crate::mesh::absolute(dir)?;
-            wasm.strip_prefix(&base).map(Path::to_path_buf).map_err(|_| {
-                Fail::new(
-                    format!("the wasm module {} is not under {}", wasm.display(), base.display()),
-                    "give a folder that holds it, or drop --wasm-relative-to",
-                )
-            })?
-        }
+    let body_wasm = match &mesh.body_wasm {
+        Some(path) => file.resolve(path),
+        None => wasm.with_file_name(BODY_WASM_FILE),
     };
+    let (wasm, body_wasm) = (module_path(wasm, wasm_path)?, module_path(body_wasm, wasm_path)?);
     if mesh.listeners.is_empty() {
         return Err(Fail::new(format!("{}: no listeners", mesh_path.display()), "add at least one listener"));
     }
@@ -50,7 +44,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         let (host, port) = socket_address(&listener.address, &format!("address of listener {:?}", listener.name))?;
         let strip: Vec<&str> = match listener.forward_to {
             Some(_) => vec![],
-            None => vec![catalog.catalog.route_header.as_str(), STICKY_HEADER],
+            None => vec![catalog.catalog.route_header.as_str(), STICKY_HEADER, BODY_HEADER],
         };
         let routes = match &listener.forward_to {
             Some(target) => {
@@ -98,17 +92,19 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "request_headers_to_remove": strip,
                 "routes": routes,
             }]},
-            "http_filters": [
-                wasm_filter(&listener.name, &wasm, &catalog.text),
-                {"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-            ],
+            "http_filters": http_filters(&listener.name, &wasm, &body_wasm, &catalog),
         });
-        listeners.push(json!({
+        let mut rendered = json!({
             "name": listener.name,
             "address": address(&host, port),
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
-        }));
+        });
+        if let Some(limit) = body_limit(&catalog.catalog) {
+            // Room for the largest body a service buffers, so that the filter, not Envoy's own
+            // buffer limit, answers one that is over it.
+            rendered["per_connection_buffer_limit_bytes"] = json!(limit + BUFFER_HEADROOM);
+        }
+        listeners.push(rendered);
     }
     let (admin_host, admin_port) = socket_address(&mesh.admin, "admin")?;
     Ok(json!({
@@ -141,16 +137,73 @@ fn add_cluster(clusters: &mut Vec<Value>, names: &mut BTreeSet<String>, name: &s
     Ok(())
 }
 
-fn wasm_filter(listener: &str, wasm: &Path, catalog: &[u8]) -> Value {
+/// The file name of the body filter module beside the header filter's.
+const BODY_WASM_FILE: &str = "meshver_body.wasm";
+/// What a listener buffers beyond the largest body a service buffers.
+const BUFFER_HEADROOM: usize = 64 * 1024;
+
+/// A module's path as the rendered config names it.
+fn module_path(path: PathBuf, wasm_path: &WasmPath) -> Outcome<PathBuf> {
+    match wasm_path {
+        WasmPath::Absolute => Ok(path),
+        WasmPath::RelativeTo(dir) => {
+            let base = crate::mesh::absolute(dir)?;
+            path.strip_prefix(&base).map(Path::to_path_buf).map_err(|_| {
+                Fail::new(
+                    format!("the wasm module {} is not under {}", path.display(), base.display()),
+                    "give a folder that holds it, or drop --wasm-relative-to",
+                )
+            })
+        }
+    }
+}
+
+/// The largest body any service of the catalog buffers; none when no service has `data`.
+fn body_limit(catalog: &meshver::config::Catalog) -> Option<usize> {
+    catalog.services.iter().filter_map(|s| s.data.as_ref()).map(|d| d.max_body_bytes()).max()
+}
+
+/// The header filter; for a catalog with a `data` section, the body filter, which Envoy's
+/// `match_delegate` skips (without entering its VM) unless the header filter marked the
+/// request with `x-meshver-body`; then the router.
+fn http_filters(listener: &str, wasm: &Path, body_wasm: &Path, catalog: &CatalogFile) -> Value {
+    let mut filters = vec![wasm_filter(listener, "meshver", wasm, &catalog.text)];
+    if body_limit(&catalog.catalog).is_some() {
+        let body = wasm_filter(listener, BODY_ROOT_ID, body_wasm, &catalog.text);
+        filters.push(json!({
+            "name": "meshver-body",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+                "extension_config": body,
+                "xds_matcher": {"matcher_list": {"matchers": [{
+                    "predicate": {"not_matcher": {"single_predicate": {
+                        "input": {"name": "body-mark", "typed_config": {
+                            "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                            "header_name": BODY_HEADER}},
+                        // Every mark holds a space (`<service> <plan> <version>`).
+                        "value_match": {"contains": " "},
+                    }}},
+                    "on_match": {"action": {"name": "skip", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"}}},
+                }]}},
+            },
+        }));
+    }
+    filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
+    Value::Array(filters)
+}
+
+fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8]) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "meshver",
-                "root_id": "meshver",
+                "name": root_id,
+                "root_id": root_id,
                 "vm_config": {
-                    "vm_id": format!("meshver-{listener}"),
+                    "vm_id": format!("{root_id}-{listener}"),
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": {"local": {"filename": wasm.display().to_string()}},
                 },

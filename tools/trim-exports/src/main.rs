@@ -1,5 +1,11 @@
-//! Build step of the filter: `meshver-trim-exports MODULE` rewrites the module in place so
-//! that it exports only the proxy-wasm callbacks meshver implements.
+//! Build step of the filter: `meshver-trim-exports [--section NAME] [--out PATH] MODULE`
+//! writes the module (to PATH, by default in place) exporting only the proxy-wasm callbacks
+//! that the list section NAME (default `meshver.callbacks`) names.
+//!
+//! One build gives two modules this way: the header filter (`meshver.callbacks`) and the body
+//! filter (`meshver.body_callbacks`, which adds the body and response callbacks). The output
+//! is written to a temporary file and renamed over PATH, so the input (cargo's artifact, which
+//! cargo hard-links into place) is never changed.
 //!
 //! The SDK exports every `proxy_on_*` callback, each a default that does nothing. Envoy calls
 //! a callback only when the module exports it, and each call is an entry into the VM; an
@@ -13,20 +19,22 @@ use std::process::ExitCode;
 use wasm_encoder::{ExportKind, ExportSection, Module, RawSection};
 use wasmparser::{ExternalKind, Parser, Payload};
 
-/// The custom section listing the callbacks to keep, whitespace-separated.
+/// The default custom section listing the callbacks to keep, whitespace-separated.
 const LIST_SECTION: &str = "meshver.callbacks";
 /// The prefix of the callbacks the host may call.
 const CALLBACK_PREFIX: &str = "proxy_on_";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [path] = args.as_slice() else {
-        eprintln!("usage: meshver-trim-exports MODULE.wasm (rewritten in place)");
+    let Some(Args { section, input, out }) = parse_args(std::env::args().skip(1)) else {
+        eprintln!("usage: meshver-trim-exports [--section NAME] [--out PATH] MODULE.wasm (default: in place)");
         return ExitCode::from(2);
     };
-    let outcome = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}")).and_then(|module| {
-        let trimmed = trim(&module)?;
-        std::fs::write(path, &trimmed.module).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let path = &out;
+    let outcome = std::fs::read(&input).map_err(|e| format!("cannot read {input}: {e}")).and_then(|module| {
+        let trimmed = trim(&module, &section)?;
+        let temporary = format!("{out}.trimming");
+        std::fs::write(&temporary, &trimmed.module).map_err(|e| format!("cannot write {temporary}: {e}"))?;
+        std::fs::rename(&temporary, &out).map_err(|e| format!("cannot write {out}: {e}"))?;
         Ok(trimmed)
     });
     match outcome {
@@ -45,6 +53,26 @@ fn main() -> ExitCode {
     }
 }
 
+struct Args {
+    section: String,
+    input: String,
+    out: String,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Option<Args> {
+    let (mut section, mut out, mut input) = (LIST_SECTION.to_owned(), None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--section" => section = args.next()?,
+            "--out" => out = Some(args.next()?),
+            _ if input.is_none() && !arg.starts_with("--") => input = Some(arg),
+            _ => return None,
+        }
+    }
+    let input = input?;
+    Some(Args { section, out: out.unwrap_or_else(|| input.clone()), input })
+}
+
 #[derive(Debug)]
 struct Trimmed {
     module: Vec<u8>,
@@ -54,8 +82,8 @@ struct Trimmed {
 /// The module without the callback exports its list does not name. A module without the
 /// list is refused, as is a listed callback that is not exported (a typo would silently drop
 /// the callback it meant).
-fn trim(module: &[u8]) -> Result<Trimmed, String> {
-    let keep = callback_list(module)?;
+fn trim(module: &[u8], section: &str) -> Result<Trimmed, String> {
+    let keep = callback_list(module, section)?;
     let mut out = Module::new();
     let mut removed = Vec::new();
     let mut exported = BTreeSet::new();
@@ -84,22 +112,22 @@ fn trim(module: &[u8]) -> Result<Trimmed, String> {
         }
     }
     match keep.iter().find(|name| !exported.contains(*name)) {
-        Some(missing) => Err(format!("`{LIST_SECTION}` names {missing}, which the module does not export")),
+        Some(missing) => Err(format!("`{section}` names {missing}, which the module does not export")),
         None => Ok(Trimmed { module: out.finish(), removed }),
     }
 }
 
 /// The callbacks named by the module's list section.
-fn callback_list(module: &[u8]) -> Result<BTreeSet<String>, String> {
+fn callback_list(module: &[u8], name: &str) -> Result<BTreeSet<String>, String> {
     for payload in Parser::new(0).parse_all(module) {
         if let Payload::CustomSection(section) = payload.map_err(|e| format!("not a readable wasm module: {e}"))? {
-            if section.name() == LIST_SECTION {
-                let text = std::str::from_utf8(section.data()).map_err(|_| format!("`{LIST_SECTION}` is not UTF-8"))?;
+            if section.name() == name {
+                let text = std::str::from_utf8(section.data()).map_err(|_| format!("`{name}` is not UTF-8"))?;
                 return Ok(text.split_whitespace().map(str::to_owned).collect());
             }
         }
     }
-    Err(format!("the module has no `{LIST_SECTION}` section naming the callbacks to keep"))
+    Err(format!("the module has no `{name}` section naming the callbacks to keep"))
 }
 
 fn export_kind(kind: ExternalKind) -> ExportKind {
@@ -156,7 +184,8 @@ mod tests {
 
     #[test]
     fn keeps_the_listed_callbacks_and_every_other_export() {
-        let trimmed = trim(&module(SDK, Some("proxy_on_memory_allocate\nproxy_on_request_headers"))).unwrap();
+        let trimmed =
+            trim(&module(SDK, Some("proxy_on_memory_allocate\nproxy_on_request_headers")), LIST_SECTION).unwrap();
         assert_eq!(exports(&trimmed.module), ["_initialize", "proxy_on_memory_allocate", "proxy_on_request_headers"]);
         assert_eq!(trimmed.removed, ["proxy_on_log"]);
         wasmparser::validate(&trimmed.module).unwrap();
@@ -164,17 +193,22 @@ mod tests {
 
     #[test]
     fn a_trimmed_module_is_left_as_it_is() {
-        let once = trim(&module(SDK, Some("proxy_on_memory_allocate proxy_on_request_headers"))).unwrap().module;
-        let twice = trim(&once).unwrap();
+        let once =
+            trim(&module(SDK, Some("proxy_on_memory_allocate proxy_on_request_headers")), LIST_SECTION).unwrap().module;
+        let twice = trim(&once, LIST_SECTION).unwrap();
         assert_eq!(twice.module, once);
         assert!(twice.removed.is_empty());
     }
 
     #[test]
     fn refuses_a_module_without_its_list_or_with_a_wrong_one() {
-        assert!(trim(&module(SDK, None)).unwrap_err().contains("no `meshver.callbacks` section"));
-        let typo = trim(&module(SDK, Some("proxy_on_memory_allocate proxy_on_request_header"))).unwrap_err();
+        assert!(trim(&module(SDK, None), LIST_SECTION).unwrap_err().contains("no `meshver.callbacks` section"));
+        let typo =
+            trim(&module(SDK, Some("proxy_on_memory_allocate proxy_on_request_header")), LIST_SECTION).unwrap_err();
         assert!(typo.contains("names proxy_on_request_header,"), "{typo}");
-        assert!(trim(b"not wasm").is_err());
+        assert!(trim(b"not wasm", LIST_SECTION).is_err());
+        assert!(trim(&module(SDK, Some("proxy_on_log")), "other.list")
+            .unwrap_err()
+            .contains("no `other.list` section"));
     }
 }

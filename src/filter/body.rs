@@ -1,0 +1,280 @@
+//! The body half of the request path, run by the second plugin instance (the body filter)
+//! only on requests the header filter marked with [`BODY_HEADER`]: the mesh config wraps the
+//! body filter in Envoy's `match_delegate`, so every other request skips it without entering
+//! the VM, and the header-only path pays nothing for bodies.
+//!
+//! A marked request's JSON body is buffered (up to the service's limit), checked against its
+//! version's contract and upgraded along the change chain; the response's JSON body is
+//! buffered and walked back. Anything else passes through byte for byte: a body that is not
+//! `application/json` or `+json`, and a compressed one (`content-encoding` other than
+//! `identity`). So that responses come back uncompressed where a downgrade applies, the
+//! request's `accept-encoding` is removed.
+
+use super::{BodyHost, Host};
+use crate::config::{Catalog, Service};
+use crate::data::{BodyError, BodyPlan, PlanId};
+use crate::header_map;
+use crate::metrics;
+use crate::problem::{Problem, ProblemKind};
+use crate::request::Request;
+
+/// Request header in which the header filter hands the body filter its decision:
+/// `<service> <plan id> <requested version>` (the filter owns `x-meshver-` headers: clients
+/// cannot set it).
+pub const BODY_HEADER: &str = "x-meshver-body";
+
+/// The root id (Envoy's `root_id`, Istio's `pluginName`) under which the plugin runs as the
+/// body filter; any other runs the header filter.
+pub const BODY_ROOT_ID: &str = "meshver-body";
+
+/// What the proxy does next with the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    /// Hold this chunk with the rest of the body.
+    Buffer,
+    /// The filter answered; the stream stops here.
+    Answered,
+}
+
+/// One marked request's body work, between callbacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyExchange {
+    service: usize,
+    plan: PlanId,
+    /// The version the client asked for, for messages.
+    version: String,
+    /// The request body is being buffered to be checked and upgraded.
+    request_pending: bool,
+    /// The response body is being buffered to be walked back.
+    response_pending: bool,
+}
+
+impl BodyExchange {
+    /// Reads the header filter's mark; `None` (and the request goes on) when there is none
+    /// or nothing applies to this request's bodies.
+    pub fn start(host: &mut impl Host, catalog: &Catalog, end_of_stream: bool) -> (Option<BodyExchange>, Step) {
+        let Some(buffer) = host.request_header_map() else {
+            return (None, Step::Continue);
+        };
+        let Some(headers) = header_map::parse(&buffer) else {
+            return (None, Step::Continue);
+        };
+        let request = Request::new(&headers);
+        let Some(mark) = request.first(BODY_HEADER) else {
+            return (None, Step::Continue);
+        };
+        let mark = String::from_utf8_lossy(mark).into_owned();
+        host.set_request_header(BODY_HEADER, None);
+        let mut parts = mark.split(' ');
+        let (Some(name), Some(plan), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+            return (None, Step::Continue);
+        };
+        let Some((index, service)) = catalog.services.iter().enumerate().find(|(_, s)| s.name == name) else {
+            return (None, Step::Continue);
+        };
+        let Some(plan) = PlanId::decode(plan) else {
+            return (None, Step::Continue);
+        };
+        let mut exchange = BodyExchange {
+            service: index,
+            plan,
+            version: version.to_owned(),
+            request_pending: false,
+            response_pending: false,
+        };
+        let Some(plan) = exchange.plan(service) else {
+            return (None, Step::Continue);
+        };
+        if plan.has_response_steps() {
+            // An encoded response could not be walked back.
+            host.set_request_header("accept-encoding", None);
+        }
+        let json = is_plain_json(request.first("content-type"), request.first("content-encoding"));
+        let step = if !plan.checks_request() || !json {
+            Step::Continue
+        } else if end_of_stream {
+            // A request with no body at all: its (empty) body is checked as it stands.
+            match exchange.finish_request(host, catalog, service, &[]) {
+                Some(_) => Step::Continue,
+                None => Step::Answered,
+            }
+        } else {
+            // The body will change size: the upstream gets it chunked (the headers go on now;
+            // Envoy's wasm host cannot hold them and still hand the filter the body).
+            exchange.request_pending = true;
+            host.set_request_header("content-length", None);
+            Step::Continue
+        };
+        (Some(exchange), step)
+    }
+
+    fn service<'c>(&self, catalog: &'c Catalog) -> Option<&'c Service> {
+        catalog.services.get(self.service)
+    }
+
+    fn plan<'c>(&self, service: &'c Service) -> Option<BodyPlan<'c>> {
+        service.data.as_ref()?.plan(self.plan)
+    }
+
+    /// A chunk of the request body (`size`: all that is buffered so far).
+    pub fn on_request_body(&mut self, host: &mut impl BodyHost, catalog: &Catalog, size: usize, end: bool) -> Step {
+        if !self.request_pending {
+            return Step::Continue;
+        }
+        let Some(service) = self.service(catalog) else {
+            return Step::Continue;
+        };
+        let Some(plan) = self.plan(service) else {
+            return Step::Continue;
+        };
+        if size > plan.max_body_bytes() {
+            self.request_pending = false;
+            let detail = format!(
+                "The request body is over {} bytes, the most {} buffers to check and change it.",
+                plan.max_body_bytes(),
+                service.name
+            );
+            answer(host, catalog, self.service, service, ProblemKind::BodyTooLarge, detail, &self.version, None);
+            return Step::Answered;
+        }
+        if !end {
+            return Step::Buffer;
+        }
+        self.request_pending = false;
+        let body = host.request_body(size).unwrap_or_default();
+        match self.finish_request(host, catalog, service, &body) {
+            Some(Some(new_body)) => {
+                host.set_request_body(size, &new_body);
+                Step::Continue
+            }
+            Some(None) => Step::Continue,
+            None => Step::Answered,
+        }
+    }
+
+    /// Checks and upgrades a whole request body: `Some(Some(new body))`, `Some(None)` when it
+    /// goes on unchanged, `None` when the filter answered.
+    fn finish_request(
+        &self,
+        host: &mut impl Host,
+        catalog: &Catalog,
+        service: &Service,
+        body: &[u8],
+    ) -> Option<Option<Vec<u8>>> {
+        let plan = self.plan(service)?;
+        match plan.request(body) {
+            Ok(rewrite) => Some(rewrite),
+            Err(BodyError::Malformed(why)) => {
+                let detail = format!("The request body is not valid JSON: {why}.");
+                let detail = detail.replace("..", ".");
+                answer(host, catalog, self.service, service, ProblemKind::MalformedBody, detail, &self.version, None);
+                None
+            }
+            Err(BodyError::Contract(violations)) => {
+                let detail = format!(
+                    "The request body breaks the contract of {} version {}: {} field(s) fail.",
+                    service.name,
+                    self.version,
+                    violations.len()
+                );
+                let errors: Vec<serde_json::Value> =
+                    violations.iter().map(|v| serde_json::json!({"pointer": v.pointer, "detail": v.message})).collect();
+                let kind = ProblemKind::ContractViolation;
+                answer(host, catalog, self.service, service, kind, detail, &self.version, Some(errors.into()));
+                None
+            }
+        }
+    }
+
+    /// The response's headers: a JSON, uncompressed response to walk back is held.
+    pub fn on_response_headers(&mut self, host: &mut impl BodyHost, catalog: &Catalog, end: bool) -> Step {
+        let Some(service) = self.service(catalog) else {
+            return Step::Continue;
+        };
+        if end || !self.plan(service).is_some_and(|p| p.has_response_steps()) {
+            return Step::Continue;
+        }
+        let Some(buffer) = host.response_header_map() else {
+            return Step::Continue;
+        };
+        let Some(headers) = header_map::parse(&buffer) else {
+            return Step::Continue;
+        };
+        let response = Request::new(&headers);
+        if !is_plain_json(response.first("content-type"), response.first("content-encoding")) {
+            return Step::Continue;
+        }
+        self.response_pending = true;
+        // As for requests: the headers go on now, without a length the new body would break.
+        host.set_response_header("content-length", None);
+        Step::Continue
+    }
+
+    /// A chunk of the response body.
+    pub fn on_response_body(&mut self, host: &mut impl BodyHost, catalog: &Catalog, size: usize, end: bool) -> Step {
+        if !self.response_pending {
+            return Step::Continue;
+        }
+        let Some(plan) = self.service(catalog).and_then(|s| self.plan(s)) else {
+            return Step::Continue;
+        };
+        if size > plan.max_body_bytes() {
+            // Too large to walk back, and the headers are out: the bytes go on as they are (never
+            // half changed), counted and logged.
+            self.response_pending = false;
+            host.count(metrics::problem_slot(catalog, self.service, ProblemKind::ResponseTooLarge));
+            host.debug(format_args!("response over {} bytes passed on unchanged", plan.max_body_bytes()));
+            return Step::Continue;
+        }
+        if !end {
+            return Step::Buffer;
+        }
+        self.response_pending = false;
+        let body = host.response_body(size).unwrap_or_default();
+        // Unchanged, or not JSON after all: the upstream's bytes go on as they are.
+        if let Ok(Some(new_body)) = plan.response(&body) {
+            host.set_response_body(size, &new_body);
+        }
+        Step::Continue
+    }
+}
+
+/// Whether a body is JSON (`application/json` or any `+json` type) and not compressed.
+fn is_plain_json(content_type: Option<&[u8]>, content_encoding: Option<&[u8]>) -> bool {
+    let encoded = content_encoding.is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let media_type = content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+    let json = media_type.eq_ignore_ascii_case(b"application/json")
+        || (media_type.len() > 5
+            && media_type.get(media_type.len() - 5..).is_some_and(|tail| tail.eq_ignore_ascii_case(b"+json")));
+    json && !encoded
+}
+
+#[allow(clippy::too_many_arguments)] // One answer's parts, named as the problem has them.
+fn answer(
+    host: &mut impl Host,
+    catalog: &Catalog,
+    index: usize,
+    service: &Service,
+    kind: ProblemKind,
+    detail: String,
+    version: &str,
+    errors: Option<serde_json::Value>,
+) {
+    let mut problem = Problem {
+        kind,
+        detail,
+        service: service.name.clone(),
+        supported_versions: service.supported_versions.clone(),
+        requested_version: Some(version.to_owned()),
+        extensions: Vec::new(),
+    };
+    if let Some(errors) = errors {
+        problem.extensions.push(("errors", errors));
+    }
+    host.count(metrics::problem_slot(catalog, index, kind));
+    host.send_answer(&problem.answer(false));
+}
