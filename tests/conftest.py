@@ -20,8 +20,9 @@ def _under(path, folder):
 # (such as the team's shared folder) passes here and fails there. Python's audit hook sees
 # every file this process opens or lists and every program it starts: a path in the
 # repository's parent directory but not in the repository fails the test that used it (or,
-# outside any test, the run). Python's own installation and the temp directory are exempt: a
-# venv made from a Python under the same parent reads its standard library there. What the
+# outside any test, the run). Exempt: Python's own installation (a venv made from a Python
+# under the same parent reads its standard library there), the temp directory, and whatever
+# this process created itself (a clone in /tmp has its tests' temp files beside it). What the
 # programs the tests start read is held to the same rule by test_self_contained.py, which
 # scans the repository's files.
 WATCHED = os.path.realpath(harness.ROOT.parent)
@@ -30,39 +31,50 @@ EXEMPT = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_pr
                                         sys.base_exec_prefix, tempfile.gettempdir(), *sys.path) if p}
 # (Not the repository itself, nor the parent or above: that would exempt everything.)
 EXEMPT = sorted(p for p in EXEMPT if not _under(p, INSIDE) and not _under(WATCHED, p))
+WATCHED_EVENTS = {"open", "os.mkdir", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile",
+                  "shutil.copytree", "subprocess.Popen"}
 
 _running = ["collection"]  # the node id of the test running now, or what pytest is doing
 outside_reads = []  # (what was running, audit event, path)
+_created = []  # real paths of the folders and files this process created beside the repository
 _in_hook = []
 
 
 def _outside_path(path, cwd=None):
-    """The real path of `path` if it is watched (outside the repository, beside it), else None."""
-    if isinstance(path, int):  # a file descriptor
-        return None
+    """The real path of `path` if it is watched (beside the repository, not exempt), else None."""
     try:
-        path = os.fsdecode(path)
+        path = os.fsdecode(path)  # TypeError for a file descriptor
     except TypeError:
         return None
     real = os.path.realpath(os.path.join(os.fsdecode(cwd) if cwd else os.getcwd(), path))
-    if not _under(real, WATCHED) or _under(real, INSIDE) or any(_under(real, p) for p in EXEMPT):
+    if not _under(real, WATCHED) or _under(real, INSIDE):
+        return None
+    if any(_under(real, p) for p in EXEMPT) or any(_under(real, p) for p in _created):
         return None
     return real
 
 
+def _paths_read(event, args):
+    """The watched paths an audit event reads; records what it creates."""
+    if event == "subprocess.Popen":
+        _, argv, cwd, _ = args
+        argv = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv or [])
+        return [_outside_path(a, cwd) for a in argv if isinstance(a, (str, bytes, os.PathLike))
+                and os.sep in os.fsdecode(a)]
+    path = _outside_path(args[0])
+    creates = event == "os.mkdir" or (event == "open" and isinstance(args[2], int) and args[2] & os.O_CREAT)
+    if path and creates:
+        _created.append(path)
+        return []
+    return [path]
+
+
 def _audit(event, args):
-    if event not in ("open", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile",
-                     "shutil.copytree", "subprocess.Popen") or _in_hook:
+    if event not in WATCHED_EVENTS or _in_hook:
         return
     _in_hook.append(event)  # realpath below must not come back in here
     try:
-        if event == "subprocess.Popen":
-            _, argv, cwd, _ = args
-            argv = [argv] if isinstance(argv, (str, bytes, os.PathLike)) else list(argv or [])
-            paths = [_outside_path(a, cwd) for a in argv if os.sep in os.fsdecode(a)]
-        else:
-            paths = [_outside_path(args[0])]
-        outside_reads.extend((_running[0], event, p) for p in paths if p)
+        outside_reads.extend((_running[0], event, p) for p in _paths_read(event, args) if p)
     except Exception:  # an audit hook must never break what it watches
         pass
     finally:
