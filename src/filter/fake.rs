@@ -33,6 +33,15 @@ impl FakeHost {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 
+    /// The filter's own headers (`x-meshver-`) as they stand, values as text.
+    pub fn owned_headers(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name.starts_with(crate::config::OWNED_HEADER_PREFIX))
+            .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+            .collect()
+    }
+
     /// The request as the next listener receives it: a `forward_to` listener passes every
     /// header on as the filter left it, and the clock is the same proxy's.
     pub fn passed_on(&self) -> FakeHost {

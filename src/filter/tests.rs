@@ -4,14 +4,17 @@
 //! is removed, set, answered and counted.
 //!
 //! One section per e2e file, in this order, its tables and tests in the file's order:
-//! - tests/test_filter.py: [`FORWARDED`] and [`REJECTED`] are the e2e tables with the same rows
-//!   in the same order and the same columns; each other e2e test is a table of its requests.
-//! - tests/test_compatibility.py: one table, the requests of each e2e test in order, each row
-//!   naming its test. A request that goes through a caller's sidecar and then the callee's
-//!   inbound listener runs through both filters ([`through`]).
-//! - tests/test_robustness.py: the hostile stream, generated like `hostile_requests()`, then
-//!   the file's other tests.
-//! - tests/test_traffic.py: the route key and sticky bucket each test's requests get.
+//! - tests/test_filter.py: [`FORWARDED`] (22 rows) and [`REJECTED`] (12) are the e2e tables
+//!   with the same rows in the same order and the same columns; `e2e_filter_other_tests` holds
+//!   the requests of every other test of the file (13), each row naming its test.
+//! - tests/test_compatibility.py: `e2e_compatibility`, the 14 requests of the file's tests in
+//!   order, each row naming its test (and two rows of our own around the sunset instant). A
+//!   request that goes through a caller's sidecar and then the callee's inbound listener runs
+//!   through both filters ([`through`]).
+//! - tests/test_robustness.py: the 54 hostile requests, generated like `hostile_requests()`,
+//!   then the normal request after them, the non-UTF-8 and the oversized version.
+//! - tests/test_traffic.py: the route key and sticky number each test's requests get (the same
+//!   60 and 200 clients).
 //!
 //! What each row asserts, as the e2e test does: who may answer (the service and versions behind
 //! the route key the filter wrote), the `:path` and `x-api-version` the upstream sees, that no
@@ -31,12 +34,15 @@ use crate::caller::CALLER_HEADER;
 use crate::config;
 use crate::lifecycle::parse_instant;
 use crate::metrics::counter_names;
-use crate::problem::PROBLEM_CONTENT_TYPE;
+use crate::problem::{Answer, PROBLEM_CONTENT_TYPE};
 use crate::sticky::{bucket, STICKY_HEADER};
 use serde_json::{json, Value};
 
 /// A request's headers besides the pseudo-headers, as the e2e test sends them.
 type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
+/// The user 2.x line: a request for it may be answered by either deployment.
+const V2_LINE: &[&str] = &["2.0.3", "2.1.0"];
 
 /// The versions a service's refusals list, as the e2e tests expect them.
 fn supported_versions(service: &str) -> &'static [&'static str] {
@@ -45,10 +51,10 @@ fn supported_versions(service: &str) -> &'static [&'static str] {
         _ => &["1.2.0", "2.0.0"],
     }
 }
-const V2_LINE: &[&str] = &["2.0.3", "2.1.0"];
 
 /// The proxy's clock when these rows were written (and the e2e tests passed): the demo's user
-/// 1.x line is deprecated but not yet past its sunset (2027-06-30).
+/// 1.x line is deprecated but not yet past its sunset (2027-06-30). The e2e tests run on the
+/// wall clock: from that day on, their rows that default to 1.x get 410 instead.
 fn today() -> i64 {
     at("2026-11-26")
 }
@@ -112,19 +118,14 @@ fn post(path: &str, headers: Headers) -> FakeHost {
 /// that ran, what it decided and the request as it left it. Every hop first removes each
 /// `x-meshver-` header it was handed, whatever it decides.
 fn through<'c>(hops: &[&'c Catalog], mut host: FakeHost) -> (&'c Catalog, Verdict, FakeHost) {
-    for (at, hop) in hops.iter().enumerate() {
-        let owned: Vec<String> = host
-            .headers
-            .iter()
-            .filter(|(name, _)| name.starts_with(config::OWNED_HEADER_PREFIX))
-            .map(|(name, _)| name.clone())
-            .collect();
+    for (index, hop) in hops.iter().enumerate() {
+        let owned: Vec<String> = host.owned_headers().into_iter().map(|(name, _)| name).collect();
         let verdict = on_request_headers(&mut host, hop);
-        assert_eq!(host.removed, owned, "hop {at}: owned headers are removed");
-        if verdict == Verdict::Answered || at + 1 == hops.len() {
+        assert_eq!(host.removed, owned, "hop {index}: owned headers are removed");
+        if verdict == Verdict::Answered || index + 1 == hops.len() {
             return (hop, verdict, host);
         }
-        assert_eq!(host.counted.len(), 1, "hop {at} counts the request once");
+        assert_eq!(host.counted.len(), 1, "hop {index} counts the request once");
         host = host.passed_on();
     }
     panic!("no hops")
@@ -209,31 +210,22 @@ fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: 
             let route = host.header(&catalog.route_header).unwrap_or_else(|| panic!("{row}: no route key"));
             let (reached, deployments) = behind(catalog, &route);
             let reached_versions: Vec<String> = deployments.iter().map(|d| d.version.to_string()).collect();
-            assert_eq!(
-                (reached, reached_versions),
-                (service, versions.to_vec().iter().map(|v| v.to_string()).collect()),
-                "{row}: route {route}"
-            );
+            assert_eq!(reached, service, "{row}: route {route}");
+            assert_eq!(reached_versions, versions, "{row}: route {route}");
             assert_eq!(host.header(":path").as_deref(), Some(path), "{row}");
             assert_eq!(host.header("x-api-version").as_deref(), Some(version), "{row}");
-            let leaked: Vec<(String, String)> = host
-                .headers
-                .iter()
-                .filter(|(name, _)| name.starts_with(config::OWNED_HEADER_PREFIX))
-                .filter(|(name, _)| *name != catalog.route_header && name != STICKY_HEADER)
-                .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
-                .collect();
+            let mut leaked = host.owned_headers();
+            leaked.retain(|(name, _)| *name != catalog.route_header && name != STICKY_HEADER);
             let stamped: Vec<(String, String)> =
                 caller.iter().map(|c| (CALLER_HEADER.to_owned(), (*c).to_owned())).collect();
             assert_eq!(leaked, stamped, "{row}: filter headers the upstream sees");
             assert_eq!(counted, [format!("meshver.{service}.forwarded")], "{row}");
         }
         Want::Problem(Refusal { service, status, kind, requested, members, detail }) => {
-            let body = answered(row, verdict, host, (service, kind), &counted);
-            let answer = host.answer.as_ref().unwrap();
+            let answer = answered(row, verdict, host, &counted, service, kind);
             assert_eq!((answer.status, answer.grpc_status), (status, None), "{row}");
             assert_eq!(host.answer_header("content-type"), Some(PROBLEM_CONTENT_TYPE), "{row}");
-            let body: Value = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{row}: {e}"));
+            let body: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|e| panic!("{row}: {e}"));
             assert_eq!(body["type"], format!("urn:meshver:problem:{kind}"), "{row}");
             assert_eq!((&body["status"], &body["service"]), (&json!(status), &json!(service)), "{row}");
             assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{row}: {body}");
@@ -250,13 +242,12 @@ fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: 
             }
         }
         Want::Grpc { code, kind } => {
-            let message = answered(row, verdict, host, ("user", kind), &counted);
-            let answer = host.answer.as_ref().unwrap();
+            let answer = answered(row, verdict, host, &counted, "user", kind);
             assert_eq!((answer.status, answer.grpc_status), (200, Some(code)), "{row}");
             let problem_type = format!("urn:meshver:problem:{kind}");
             assert_eq!(host.answer_header("meshver-problem-type"), Some(problem_type.as_str()), "{row}");
-            // Envoy sends the message as grpc-message, percent-encoded.
-            assert!(String::from_utf8_lossy(&message).contains("version"), "{row}");
+            // The body is the gRPC status message; Envoy sends it as grpc-message, percent-encoded.
+            assert!(String::from_utf8_lossy(&answer.body).contains("version"), "{row}");
         }
         Want::Untouched => {
             assert_eq!((verdict, &host.answer), (Verdict::Continue, &None), "{row}");
@@ -267,20 +258,21 @@ fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: 
 }
 
 /// What every answer shares: nothing goes on or is rewritten, the service's versions are
-/// listed, and the rejection is counted under its kind. The answer's body.
-fn answered(
+/// listed, and the rejection is counted under its kind. The answer.
+fn answered<'h>(
     row: &str,
     verdict: Verdict,
-    host: &FakeHost,
-    (service, kind): (&str, &str),
+    host: &'h FakeHost,
     counted: &[String],
-) -> Vec<u8> {
+    service: &str,
+    kind: &str,
+) -> &'h Answer {
     assert_eq!(verdict, Verdict::Answered, "{row}");
     assert!(host.set.is_empty(), "{row}: a refused request is not rewritten: {:?}", host.set);
     let listed = supported_versions(service).join(", ");
     assert_eq!(host.answer_header("api-supported-versions"), Some(listed.as_str()), "{row}");
     assert_eq!(counted, [format!("meshver.{service}.rejected.{}", kind.replace('-', "_"))], "{row}");
-    host.answer.as_ref().map(|a| a.body.clone()).unwrap_or_default()
+    host.answer.as_ref().unwrap()
 }
 
 /// A request's headers for a failure message, long or binary values shortened.
@@ -726,16 +718,16 @@ fn e2e_robustness_hostile_stream() {
     let mut answered_400 = 0;
     for host in hostile_requests() {
         let row = describe(&host);
-        let forged = host.headers.iter().find(|(name, _)| *name == c.route_header).map(|(_, v)| v.clone());
+        let forged = host.header(&c.route_header);
         let (_, verdict, host) = through(&[&c], host);
         assert_eq!(host.counted.len(), 1, "{row}");
         if let Some(answer) = &host.answer {
             assert_eq!((verdict, answer.status), (Verdict::Answered, 400), "{row}");
             answered_400 += 1;
         }
-        if let Some(route) = host.headers.iter().find(|(name, _)| *name == c.route_header).map(|(_, v)| v) {
-            assert_ne!(Some(route), forged.as_ref(), "{row}: the client's route key survived");
-            behind(&c, &String::from_utf8_lossy(route));
+        if let Some(route) = host.header(&c.route_header) {
+            assert_ne!(Some(&route), forged.as_ref(), "{row}: the client's route key survived");
+            behind(&c, &route);
         }
     }
     assert!(4 * answered_400 > 50, "{answered_400} answers of 400 in one pass");
