@@ -10,6 +10,7 @@
 mod admin;
 mod catalog;
 mod commands;
+mod compat;
 mod compiled;
 mod fail;
 mod flags;
@@ -66,6 +67,9 @@ enum Command {
         to: String,
         #[arg(long, value_name = "0-100", value_parser = flags::weight)]
         weight: u32,
+        /// Send traffic even to a deployment whose contract refuses bodies its line accepted.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         envoy: EnvoyFlags,
     },
@@ -94,6 +98,9 @@ enum Command {
         /// Fewer requests to the new deployment in an interval fail the step.
         #[arg(long, default_value_t = 0)]
         min_requests: u64,
+        /// Send traffic even to a deployment whose contract refuses bodies its line accepted.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         envoy: EnvoyFlags,
     },
@@ -152,9 +159,11 @@ fn run(command: Command) -> Outcome {
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Status { envoy, json } => commands::status::run(&envoy, json),
-        Command::Shift { service, to, weight, envoy } => commands::shift::run(&service, &to, weight, &envoy),
+        Command::Shift { service, to, weight, force, envoy } => {
+            commands::shift::run(&service, &to, weight, force, &envoy)
+        }
         Command::Rollback { service, line, envoy } => commands::rollback::run(&service, line, &envoy),
-        Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, envoy } => {
+        Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, force, envoy } => {
             commands::rollout::run(&RolloutArgs {
                 service: &service,
                 to: &to,
@@ -165,6 +174,7 @@ fn run(command: Command) -> Outcome {
                     max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
                     min_requests,
                 },
+                force,
                 envoy: &envoy,
             })
         }

@@ -8,11 +8,14 @@ use crate::flags::EnvoyFlags;
 use crate::weights;
 use meshver::config::Deployment;
 
-pub fn run(service: &str, to: &str, weight: u32, envoy: &EnvoyFlags) -> Outcome {
+pub fn run(service: &str, to: &str, weight: u32, force: bool, envoy: &EnvoyFlags) -> Outcome {
     let live = Connected::open(envoy)?;
     let service = find_service(&live.services, service)?;
     let (line, index) = find_deployment(service, to)?;
     let deployments = line_deployments(service, line);
+    if let Some(target) = deployments.get(index).filter(|_| weight > 0) {
+        crate::compat::refuse_breaking(service, target, force)?;
+    }
     let next = weights::shift(&live.snapshot.line_weight_values(service, line), index, weight);
     live.admin.set_line_weights(line, deployments, &next).map_err(|e| e.fail(&live.admin))?;
     println!("{} {}: {}", service.name, line.route, describe(deployments, &next));

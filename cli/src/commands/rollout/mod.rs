@@ -27,6 +27,8 @@ pub struct RolloutArgs<'a> {
     pub steps: &'a Steps,
     pub interval: Duration,
     pub limits: Limits,
+    /// Roll out even a deployment whose contract refuses bodies its line accepted.
+    pub force: bool,
     pub envoy: &'a EnvoyFlags,
 }
 
@@ -40,6 +42,7 @@ pub fn run(args: &RolloutArgs) -> Outcome {
     let (Some(target), Some(stable_deployment)) = (deployments.get(index), deployments.get(stable)) else {
         return Err(Fail::new("the line has no such deployment", "check the catalog"));
     };
+    crate::compat::refuse_breaking(service, target, args.force)?;
     if index == stable {
         return Err(Fail::new(
             format!(
