@@ -9,6 +9,7 @@ filter routed and rewrote.
 """
 
 import argparse
+import hashlib
 import json
 import random
 import signal
@@ -66,9 +67,13 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def handle_any(self):
-        # Read the body by Content-Length even for 404s, or keep-alive desyncs.
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        # Read the body (by Content-Length, or chunked) even for 404s, or keep-alive desyncs.
+        try:
+            raw = self.read_body()
+        except (ValueError, OSError):
+            # A body cut short (the proxy gave up on the request): nothing to answer.
+            self.close_connection = True
+            return
         path, _, query = self.path.partition("?")
         echo = {
             "service": self.service,
@@ -77,6 +82,8 @@ class Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": self.received_headers(),
             "body": raw.decode("utf-8", errors="replace"),
+            # The exact bytes, which "body" cannot show for a body that is not UTF-8.
+            "body_sha256": hashlib.sha256(raw).hexdigest(),
         }
 
         # Control endpoints are never faulted, so tests can always reach them.
@@ -99,6 +106,32 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, {**echo, "error": "not found"})
         status, extra = getattr(self, "ep_" + name)()
         self.reply(status, {**echo, **extra})
+
+    def read_body(self):
+        """The request body as received; ValueError or OSError when it is cut short."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline(1 << 16)
+                if not line.endswith(b"\n"):
+                    raise ValueError("request body cut short")
+                size = int(line.split(b";")[0].strip(), 16)  # ValueError if not a chunk size
+                if size == 0:
+                    break
+                chunk = self.rfile.read(size)
+                if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise ValueError("request body cut short")
+                chunks.append(chunk)
+            # Trailers, up to the empty line that ends the message.
+            while (line := self.rfile.readline(1 << 16)) not in (b"\r\n", b"\n"):
+                if not line.endswith(b"\n"):
+                    raise ValueError("request trailers cut short")
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) != length:
+            raise ValueError("request body cut short")
+        return raw
 
     def received_headers(self):
         headers = {}
