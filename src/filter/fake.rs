@@ -1,7 +1,7 @@
 //! An in-memory [`Host`]: a request's headers in, and a record of everything the filter did
 //! to them out, for native tests of the whole request path.
 
-use super::Host;
+use super::{BodyHost, Host};
 use crate::header_map;
 use crate::problem::Answer;
 
@@ -21,6 +21,11 @@ pub struct FakeHost {
     pub refuse_headers: bool,
     /// When set, the host hands over these bytes as the header map.
     pub raw_header_map: Option<Vec<u8>>,
+    /// The request body as buffered, and as the body filter left it.
+    pub request_body: Vec<u8>,
+    /// The response's headers and body (the body filter's side).
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    pub response_body: Vec<u8>,
 }
 
 impl FakeHost {
@@ -91,4 +96,37 @@ impl Host for FakeHost {
     }
 
     fn debug(&self, _message: std::fmt::Arguments<'_>) {}
+}
+
+impl BodyHost for FakeHost {
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        self.request_body.get(..size).map(<[u8]>::to_vec)
+    }
+
+    fn set_request_body(&mut self, old_size: usize, body: &[u8]) {
+        assert_eq!(old_size, self.request_body.len(), "the whole body is replaced");
+        self.request_body = body.to_vec();
+    }
+
+    fn response_header_map(&mut self) -> Option<Vec<u8>> {
+        let pairs: Vec<(&[u8], &[u8])> =
+            self.response_headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())).collect();
+        Some(header_map::serialise(&pairs))
+    }
+
+    fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {
+        self.response_headers.retain(|(n, _)| n != name);
+        if let Some(value) = value {
+            self.response_headers.push((name.to_owned(), value.to_vec()));
+        }
+    }
+
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        self.response_body.get(..size).map(<[u8]>::to_vec)
+    }
+
+    fn set_response_body(&mut self, old_size: usize, body: &[u8]) {
+        assert_eq!(old_size, self.response_body.len(), "the whole body is replaced");
+        self.response_body = body.to_vec();
+    }
 }

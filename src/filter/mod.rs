@@ -93,6 +93,8 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
 }
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod fake;
 #[cfg(test)]
 mod tests;
