@@ -69,17 +69,32 @@ def warm_up(url, scripts, connections):
     run(wrk_cmd(url, scripts["wrk"], connections, 1), 30)
 
 
+def _threads(pid):
+    """How many threads process `pid` runs (0 once it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return 0
+
+
 def send_count(envoy, url, script, connections):
     """Runs a count-limited wrk script to its end. wrk's main thread sleeps for the whole -d
-    even after its worker stopped at the count, so it is stopped as soon as Envoy goes idle
-    (read from /proc, which costs Envoy nothing)."""
+    even after its worker stopped at the count, so wrk is stopped as soon as its worker thread
+    has ended, or Envoy has gone idle (both read from /proc, which costs Envoy nothing)."""
     gen = subprocess.Popen(wrk_cmd(url, script, connections, 60), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
         start = last = cpu_seconds(envoy)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and gen.poll() is None:
+        began = time.monotonic()
+        saw_worker = False
+        while time.monotonic() < began + 60 and gen.poll() is None:
             time.sleep(0.1)
+            # taskset execs wrk: the pid is wrk's. Its worker ends when the script stops it;
+            # a worker that ended before the first look is recognised after 0.5 s.
+            threads = _threads(gen.pid)
+            saw_worker = saw_worker or threads > 1
+            if threads <= 1 and (saw_worker or time.monotonic() - began > 0.5):
+                break
             now_cpu = cpu_seconds(envoy)
             if now_cpu == last and now_cpu > start:
                 break
