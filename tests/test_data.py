@@ -1,0 +1,513 @@
+"""Part 7 through the real Envoy: the data half. Bodies walked up a chain of version changes on
+the way in and back down on the way out, versions served by their successor, each operation,
+limits by method and path, contracts (422 with pointers), bodies over the limit (413),
+malformed JSON (400), bodies that must pass byte for byte (not JSON, compressed, or needing no
+body work), over HTTP/1.1 and HTTP/2, whole, chunked and split over many frames.
+
+The upstreams (examples/services/service.py) echo what they received: "body" (as UTF-8),
+"body_sha256" (the exact bytes) and "headers". A rewritten body is compact JSON with object
+members in key order (src/data/mod.rs), so the expected upstream bytes are written with
+json.dumps(..., separators=(",", ":"), sort_keys=True, ensure_ascii=False).
+"""
+
+import copy
+import gzip
+import hashlib
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+import harness
+from harness import http1, http2
+
+PROTOCOLS = {"http1": http1, "http2": http2}
+
+# user: deployments of 3.x and 4.x only; 1 and 2 are served by 3 through two changes (the
+# first limited to POST /register), the default is 4, and 4 has a contract on POST /register.
+# order: 2.x only; 1 is served by 2 through one change carrying every operation; a 64 KiB
+# body limit.
+USER_1_TO_2 = {
+    "from": "1", "to": "2", "methods": ["POST"], "path_prefixes": ["/register"],
+    "request": [{"op": "rename", "from": "/name", "to": "/full_name"},
+                {"op": "add", "path": "/newsletter", "value": False}],
+    "response": [{"op": "rename", "from": "/result/created", "to": "/result/signed_up"}],
+}
+USER_2_TO_3 = {
+    "from": "2", "to": "3",
+    "request": [{"op": "rename", "from": "/full_name", "to": "/profile/full_name"},
+                {"op": "rename", "from": "/password", "to": "/credentials/password"}],
+    "response": [{"op": "rename", "from": "/result/registered", "to": "/result/created"},
+                 {"op": "rename", "from": "/result/token", "to": "/result/access_token"}],
+}
+USER_4_CONTRACT = {
+    "version": "4", "path_prefix": "/register", "methods": ["POST"],
+    "schema": {"type": "object", "required": ["email", "password"], "additionalProperties": False,
+               "properties": {"email": {"type": "string", "minLength": 3},
+                              "password": {"type": "string", "minLength": 8},
+                              "age": {"type": "integer", "minimum": 0},
+                              "plan": {"enum": ["free", "pro"]},
+                              "tags": {"type": "array", "items": {"type": "string"}},
+                              "padding": {"type": "string", "maxLength": 10}}},
+}
+ORDER_1_TO_2 = {
+    "from": "1", "to": "2",
+    "request": [{"op": "rename", "from": "/customer/name", "to": "/customer/full_name"},
+                {"op": "rename", "from": "/items/*/qty", "to": "/items/*/quantity"},
+                {"op": "add", "path": "/currency", "value": "EUR"},
+                {"op": "remove", "path": "/legacy_flag"},
+                {"op": "remove", "path": "/items/*/internal"},
+                {"op": "map", "path": "/status", "values": {"new": "pending", "done": "completed"}},
+                {"op": "wrap", "path": "/shipping", "into": "address"},
+                {"op": "unwrap", "path": "/meta", "from": "data"}],
+    "response": [{"op": "rename", "from": "/result/order_id", "to": "/result/id"},
+                 {"op": "wrap", "path": "/result", "into": "order"}],
+}
+ORDER_LIMIT = 65536
+CATALOG = {
+    "route_header": harness.ROUTE_HEADER,
+    "services": [
+        {
+            "name": "user",
+            "match": {"path_prefixes": ["/register", "/login"]},
+            "default_version": "4",
+            "sources": ["header", "path"],
+            "version_header": "x-api-version",
+            "deployments": [{"version": "3.0.0", "weight": 100}, {"version": "4.0.0", "weight": 100}],
+            "data": {
+                "served_by_successor": ["1", "2"],
+                "changes": [USER_1_TO_2, USER_2_TO_3],
+                "contracts": [USER_4_CONTRACT],
+            },
+        },
+        {
+            "name": "order",
+            "match": {"path_prefixes": ["/order"]},
+            "default_version": "2",
+            "sources": ["header", "path"],
+            "version_header": "x-api-version",
+            "deployments": [{"version": "2.0.0", "weight": 100}],
+            "data": {"max_body_bytes": ORDER_LIMIT, "served_by_successor": ["1"], "changes": [ORDER_1_TO_2]},
+        },
+    ],
+}
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with harness.DemoStack(copy.deepcopy(CATALOG)) as running:
+        yield running
+    running.envoy.check_no_wasm_critical()
+
+
+def compact(value):
+    """The bytes the filter writes for a rewritten body."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_lengths(answer):
+    """A content-length, where there is one, is the body's length."""
+    length = answer.header("content-length")
+    if length is not None:
+        assert int(length) == len(answer.body), (length, len(answer.body))
+
+
+def upstream_view(answer, status=200):
+    """What the upstream echoed: checks the answer's status and length, that the upstream got
+    none of the filter's own headers, and that its framing headers fit the body it got."""
+    assert answer.status == status, answer.body[:2000]
+    check_lengths(answer)
+    seen = answer.json
+    assert seen is not None and "body_sha256" in seen, answer.body[:2000]
+    headers = seen["headers"]
+    assert not [h for h in headers if h.startswith("x-meshver-")], headers
+    body = seen["body"].encode()
+    if "content-length" in headers and sha256(body) == seen["body_sha256"]:  # (when it is UTF-8)
+        assert int(headers["content-length"]) == len(body), headers
+    return seen
+
+
+def received(seen):
+    """The bytes the upstream received, when they are UTF-8 (checked against their sha256)."""
+    body = seen["body"].encode()
+    assert sha256(body) == seen["body_sha256"], "the upstream's body is not UTF-8"
+    return body
+
+
+def problem_of(answer, status, kind):
+    assert answer.status == status, answer.body[:2000]
+    assert answer.header("content-type") == "application/problem+json", answer.headers
+    check_lengths(answer)
+    problem = json.loads(answer.body)
+    assert problem["type"] == f"urn:meshver:problem:{kind}", problem
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"], problem
+    return problem
+
+
+def cluster_counters(stack, service, version):
+    """(requests completed, bytes sent) of one deployment's cluster, from Envoy's stats."""
+    stats = stack.envoy.stats()
+    cluster = stack.route(service, version)
+    return (stats.get(f"cluster.{cluster}.upstream_rq_completed", 0),
+            stats.get(f"cluster.{cluster}.upstream_cx_tx_bytes_total", 0))
+
+
+# --- 1. chains both ways, 2. served by a successor ------------------------------------------
+
+V1_REGISTER = {"name": "Ada Lovelace", "email": "ada@example.com", "password": "analytical"}
+V1_REGISTER_AT_3 = {"credentials": {"password": "analytical"}, "email": "ada@example.com",
+                    "newsletter": False, "profile": {"full_name": "Ada Lovelace"}}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_v1_request_walks_up_two_steps_and_its_answer_walks_back(stack, protocol):
+    """1 → 2 → 3 on the way in (the upstream gets the 3 shape and is told 3), 3 → 2 → 1 on
+    the way out (the client gets result.signed_up, 1's name for 3's result.registered)."""
+    headers = {**JSON, "accept-encoding": "gzip"}
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/v1/register", headers, json.dumps(V1_REGISTER, indent=2))
+    seen = upstream_view(answer)
+    assert (seen["service"], seen["version"], seen["path"]) == ("user", "3.0.0", "/register")
+    assert seen["headers"]["x-api-version"] == "3"
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+    # A response to walk back must come back uncompressed: the client's accept-encoding goes.
+    assert "accept-encoding" not in seen["headers"], seen["headers"]
+    assert seen["result"] == {"signed_up": True}, seen["result"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_v2_request_walks_up_one_step(stack, protocol):
+    body = {"full_name": "Grace Hopper", "email": "grace@example.com", "password": "cobol1959"}
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/register", {**JSON, "x-api-version": "2"}, json.dumps(body))
+    seen = upstream_view(answer)
+    assert (seen["version"], seen["headers"]["x-api-version"]) == ("3.0.0", "3")
+    assert received(seen) == compact({"credentials": {"password": "cobol1959"}, "email": "grace@example.com",
+                                      "profile": {"full_name": "Grace Hopper"}})
+    assert seen["result"] == {"created": True}, seen["result"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("path,headers,version,told", [
+    ("/v1/login", {}, "3.0.0", "3"),
+    ("/v1.4/login", {}, "3.0.0", "3"),
+    ("/login", {"x-api-version": "1.4.2"}, "3.0.0", "3"),
+    ("/v2/login", {}, "3.0.0", "3"),
+    ("/login", {"x-api-version": "2.7"}, "3.0.0", "3"),
+    ("/v3/login", {}, "3.0.0", "3"),
+    ("/login", {}, "4.0.0", "4"),  # the default is 4, which has deployments of its own
+    ("/v4/login", {}, "4.0.0", "4"),
+])
+def test_a_served_version_goes_to_its_successors_deployments(stack, protocol, path, headers, version, told):
+    answer = PROTOCOLS[protocol]("POST", stack.url + path, {**JSON, **headers}, "{}")
+    seen = upstream_view(answer)
+    assert (seen["service"], seen["version"], seen["path"]) == ("user", version, "/login")
+    assert seen["headers"]["x-api-version"] == told
+
+
+def test_a_version_neither_deployed_nor_served_is_still_refused(stack):
+    answer = http1("POST", stack.url + "/v5/login", JSON, "{}")
+    problem = problem_of(answer, 400, "unsupported-version")
+    assert problem["requested_version"] == "5"
+
+
+# --- 3. each operation ------------------------------------------------------------------------
+
+ORDER_V1 = {
+    "customer": {"name": "Ada", "id": 7},
+    "items": [{"sku": "a", "qty": 2, "internal": "x"}, {"sku": "b", "qty": 5}, {"sku": "c"}],
+    "legacy_flag": True,
+    "status": "new",
+    "shipping": {"city": "Paris", "zip": "75001"},
+    "meta": {"data": {"k": 1}},
+}
+ORDER_V1_AT_2 = {
+    "currency": "EUR",  # add: a default where the field is absent
+    "customer": {"full_name": "Ada", "id": 7},  # rename, nested
+    "items": [{"quantity": 2, "sku": "a"}, {"quantity": 5, "sku": "b"}, {"sku": "c"}],  # rename over *, remove over *
+    "meta": {"k": 1},  # unwrap
+    "shipping": {"address": {"city": "Paris", "zip": "75001"}},  # wrap
+    "status": "pending",  # map
+}  # legacy_flag: removed
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_operation_in_one_change(stack, protocol):
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, json.dumps(ORDER_V1))
+    seen = upstream_view(answer)
+    assert (seen["service"], seen["version"], seen["headers"]["x-api-version"]) == ("order", "2.0.0", "2")
+    assert received(seen) == compact(ORDER_V1_AT_2)
+    # The response, walked back: rename then wrap.
+    assert set(seen["result"]) == {"order"}, seen["result"]
+    assert set(seen["result"]["order"]) == {"id"} and seen["result"]["order"]["id"].startswith("ord-"), seen
+
+
+def test_operations_leave_what_they_do_not_name(stack):
+    """add keeps a value that is there, map keeps a value it does not list, ops whose fields are
+    absent do nothing, * over an array that is not there does nothing."""
+    body = {"currency": "USD", "status": "on-hold", "shipping": "pick-up", "meta": {"other": 1}}
+    seen = upstream_view(http1("POST", stack.url + "/v1/order", JSON, json.dumps(body)))
+    assert received(seen) == compact({"currency": "USD", "status": "on-hold", "shipping": {"address": "pick-up"},
+                                      "meta": {"other": 1}})
+    # A body that is JSON but not an object: nothing to reach, it goes on (re-serialised).
+    seen = upstream_view(http1("POST", stack.url + "/v1/order", JSON, '[1, "two", {"status": "new"}]'))
+    assert received(seen) == b'[1,"two",{"status":"new"}]'
+
+
+# --- 4. limits by method and path -------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_step_limited_to_post_register_leaves_login_alone(stack, protocol):
+    """1 → 2 applies to POST /register only: a v1 /login body skips it (name stays, no
+    newsletter default) but still takes 2 → 3, and its answer takes 3 → 2 only."""
+    body = {"name": "Ada", "email": "ada@example.com", "password": "analytical"}
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/login", JSON, json.dumps(body)))
+    assert seen["version"] == "3.0.0"
+    assert received(seen) == compact({"credentials": {"password": "analytical"}, "email": "ada@example.com",
+                                      "name": "Ada"})
+    assert set(seen["result"]) == {"access_token"} and seen["result"]["access_token"].startswith("token-3.0.0-")
+
+
+def test_a_step_limited_to_post_leaves_other_methods_alone(stack):
+    body = {"name": "Ada", "full_name": "Ada L.", "password": "pw"}
+    seen = upstream_view(http1("PUT", stack.url + "/v1/register", JSON, json.dumps(body)), status=404)
+    assert (seen["method"], seen["version"]) == ("PUT", "3.0.0")
+    assert received(seen) == compact({"credentials": {"password": "pw"}, "name": "Ada",
+                                      "profile": {"full_name": "Ada L."}})
+
+
+# --- 5. contracts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_body_breaking_the_contract_is_a_422_naming_each_field(stack, protocol):
+    padding = "p" * 40000
+    control = {"email": "ada@example.com", "password": "analytical", "tags": ["t" * 1000] * 40}
+    control_bytes = json.dumps(control).encode()
+    completed, sent = cluster_counters(stack, "user", "4.0.0")
+    # The counters see bodies: a body the contract accepts reaches the upstream, byte for byte.
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v4/register", JSON, control_bytes))
+    assert seen["body_sha256"] == sha256(control_bytes)
+    after_control = cluster_counters(stack, "user", "4.0.0")
+    assert after_control[0] == completed + 1 and after_control[1] - sent >= len(control_bytes), after_control
+
+    bad = {"email": "a", "age": -1, "plan": "gold", "tags": ["x", 3], "extra": True, "padding": padding}
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/v4/register", JSON, json.dumps(bad))
+    problem = problem_of(answer, 422, "contract-violation")
+    assert problem["service"] == "user" and problem["requested_version"] == "4", problem
+    errors = {e["pointer"]: e["detail"] for e in problem["errors"]}
+    assert len(errors) == len(problem["errors"]), problem["errors"]
+    assert set(errors) == {"/password", "/email", "/age", "/plan", "/tags/1", "/extra", "/padding"}, errors
+    assert all(isinstance(d, str) and d for d in errors.values()), errors
+    assert "required" in errors["/password"] and "3" in errors["/email"], errors
+    # The upstream never got the body: no request completed there, and far fewer bytes than
+    # the body went its way (at most the headers).
+    completed_after, sent_after = cluster_counters(stack, "user", "4.0.0")
+    assert completed_after == after_control[0], "the upstream answered a request the contract refused"
+    assert sent_after - after_control[1] < len(padding), (sent_after - after_control[1], len(padding))
+
+
+def test_the_contract_checks_only_its_version_path_and_method(stack):
+    bad = json.dumps({"email": "a"})
+    assert upstream_view(http1("POST", stack.url + "/v4/login", JSON, bad))["version"] == "4.0.0"
+    assert upstream_view(http1("POST", stack.url + "/v3/register", JSON, bad))["version"] == "3.0.0"
+    assert upstream_view(http1("PUT", stack.url + "/v4/register", JSON, bad), status=404)["version"] == "4.0.0"
+    problem_of(http1("POST", stack.url + "/register", JSON, bad), 422, "contract-violation")  # the default, 4
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_body_the_contract_accepts_goes_on_byte_for_byte(stack, protocol):
+    body = b'{ "password" : "analytical",\n  "email":"ada@example.com", "tags": ["\\u00e9", "z"] }'
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v4/register", JSON, body))
+    assert seen["body_sha256"] == sha256(body)
+    assert seen["headers"]["x-api-version"] == "4"
+
+
+# --- 6. too large, malformed; the VM goes on ---------------------------------------------------
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_body_over_the_limit_is_a_413_and_never_half_sent(stack, protocol):
+    body = json.dumps({"customer": {"name": "Ada"}, "note": "n" * (2 * ORDER_LIMIT)}).encode()
+    completed, sent = cluster_counters(stack, "order", "2.0.0")
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, body)
+    problem = problem_of(answer, 413, "body-too-large")
+    assert str(ORDER_LIMIT) in problem["detail"], problem
+    completed_after, sent_after = cluster_counters(stack, "order", "2.0.0")
+    assert completed_after == completed, "the upstream answered a request refused as too large"
+    assert sent_after - sent < ORDER_LIMIT // 2, (sent_after - sent)
+    # Just under the limit is fine.
+    fits = json.dumps({"customer": {"name": "Ada"}, "note": "n" * (ORDER_LIMIT - 100)})
+    assert len(fits) <= ORDER_LIMIT
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, fits))
+    assert received(seen) == compact({"currency": "EUR", "customer": {"full_name": "Ada"},
+                                      "note": "n" * (ORDER_LIMIT - 100)})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("path,body", [
+    ("/v1/order", b'{"customer": {"name": "Ada"'),  # cut short, to be upgraded
+    ("/v1/order", b'{"status": "new",}'),  # trailing comma
+    ("/v1/register", b"\xff\xfe{}"),  # not UTF-8
+    ("/v4/register", b"{'email': 'single quotes'}"),  # contract only
+    ("/v4/register", b""),  # empty, where the contract expects JSON
+])
+def test_malformed_json_is_a_400_and_the_vm_goes_on(stack, protocol, path, body):
+    completed, _ = cluster_counters(stack, *(("order", "2.0.0") if "order" in path else
+                                            ("user", "3.0.0") if "v1" in path else ("user", "4.0.0")))
+    answer = PROTOCOLS[protocol]("POST", stack.url + path, JSON, body)
+    problem_of(answer, 400, "malformed-body")
+    completed_after, _ = cluster_counters(stack, *(("order", "2.0.0") if "order" in path else
+                                                  ("user", "3.0.0") if "v1" in path else ("user", "4.0.0")))
+    assert completed_after == completed, "the upstream answered a request refused as malformed"
+    # The same worker and VM serve the next request, upgraded as ever.
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, json.dumps(ORDER_V1)))
+    assert received(seen) == compact(ORDER_V1_AT_2)
+    assert not stack.envoy.critical_lines("wasm")
+
+
+# --- 7. bodies that pass through byte for byte ------------------------------------------------
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None,
+                                          "application/jsonx", "text/json"])
+def test_a_body_that_is_not_json_passes_byte_for_byte(stack, protocol, content_type):
+    """Not application/json nor +json: the v1 body is not upgraded (it could be: it is JSON)."""
+    body = b'{"name": "Ada",  "password": "pw"}\n\xc3\xa9'
+    headers = {"content-type": content_type} if content_type else {}
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/register", headers, body))
+    assert seen["version"] == "3.0.0"
+    assert seen["body_sha256"] == sha256(body) and received(seen) == body
+    # The answer (JSON) is still walked back.
+    assert seen["result"] == {"signed_up": True}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_plus_json_body_is_upgraded(stack, protocol):
+    headers = {"content-type": "application/vnd.acme.user+json; charset=utf-8"}
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/register", headers, json.dumps(V1_REGISTER)))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("encoding", ["gzip", "GZIP", "br"])
+def test_a_compressed_json_body_passes_byte_for_byte(stack, protocol, encoding):
+    body = gzip.compress(json.dumps(V1_REGISTER).encode(), mtime=0)
+    assert b"\xff" in body or any(b > 0x7f for b in body)  # not UTF-8 clean: only the sha can tell
+    headers = {**JSON, "content-encoding": encoding}
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/register", headers, body))
+    assert seen["version"] == "3.0.0"
+    assert seen["headers"]["content-encoding"] == encoding
+    assert seen["body_sha256"] == sha256(body)
+    assert seen["headers"].get("content-length", str(len(body))) == str(len(body)), seen["headers"]
+    assert seen["result"] == {"signed_up": True}
+
+
+def test_identity_encoding_is_not_compression(stack):
+    headers = {**JSON, "content-encoding": "identity"}
+    seen = upstream_view(http1("POST", stack.url + "/v1/register", headers, json.dumps(V1_REGISTER)))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
+# --- 8. large bodies split over many frames and chunks --------------------------------------
+
+def large_register(size):
+    """A v1 register body of about `size` bytes (multi-byte characters throughout, so chunk
+    and frame boundaries fall inside them), and the bytes the 3.x upstream must get."""
+    tags = [f"tag-{i:06d}-ünïcødé-日本" for i in range(size // 30)]
+    body = {**V1_REGISTER, "tags": tags}
+    return json.dumps(body, indent=1, ensure_ascii=False).encode(), compact({**V1_REGISTER_AT_3, "tags": tags})
+
+
+def test_a_large_body_over_http2_frames(stack):
+    body, expected = large_register(200_000)
+    assert 190_000 < len(body) < (1 << 20)
+    seen = upstream_view(http2("POST", stack.url + "/v1/register", JSON, body))
+    assert seen["body_sha256"] == sha256(expected) and len(seen["body"].encode()) == len(expected)
+
+
+def test_a_large_body_streamed_over_http2_in_small_frames(stack):
+    """No content-length, 1 KiB DATA frames sent a few at a time."""
+    body, expected = large_register(200_000)
+
+    def frames():
+        for n, start in enumerate(range(0, len(body), 1024)):
+            if n % 16 == 15:
+                time.sleep(0.002)  # so the body reaches Envoy in many reads, not one
+            yield body[start:start + 1024]
+
+    seen = upstream_view(http2("POST", stack.url + "/v1/register", JSON, frames()))
+    assert seen["body_sha256"] == sha256(expected)
+    assert seen["result"] == {"signed_up": True}
+
+
+def chunked_http1(port, target, headers, body, chunk_size, pause_every):
+    """POST `body` with Transfer-Encoding: chunked in `chunk_size` chunks, pausing briefly every
+    `pause_every` chunks so that they reach Envoy in many reads; the parsed answer."""
+    head = [f"POST {target} HTTP/1.1", "Host: localhost", "Transfer-Encoding: chunked", "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        for n, start in enumerate(range(0, len(body), chunk_size)):
+            chunk = body[start:start + chunk_size]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if n % pause_every == pause_every - 1:
+                time.sleep(0.002)
+        sock.sendall(b"0\r\n\r\n")
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return harness._response(answer.status, answer.getheaders(), answer.read())
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 1000])
+def test_a_chunked_http1_body_in_many_chunks(stack, chunk_size):
+    body, expected = large_register(2_000 if chunk_size == 1 else 200_000)
+    answer = chunked_http1(stack.envoy.port, "/v1/register", JSON, body, chunk_size, 32)
+    seen = upstream_view(answer)
+    assert seen["body_sha256"] == sha256(expected) and received(seen) == expected
+    assert seen["result"] == {"signed_up": True}
+
+
+def test_a_chunked_http1_body_over_the_limit_is_a_413(stack):
+    body = json.dumps({"note": "n" * (2 * ORDER_LIMIT)}).encode()
+    completed, _ = cluster_counters(stack, "order", "2.0.0")
+    problem_of(chunked_http1(stack.envoy.port, "/v1/order", JSON, body, 4096, 4), 413, "body-too-large")
+    assert cluster_counters(stack, "order", "2.0.0")[0] == completed
+
+
+# --- 9. requests with no body work are not touched ---------------------------------------------
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("path,headers,version", [
+    ("/v4/login", {}, "4.0.0"),  # a version with no change and no contract for this path
+    ("/login", {}, "4.0.0"),  # the default, the same
+    ("/v2/order", {}, "2.0.0"),  # the order service's deployed version
+    # A client cannot mark its own request for body work: x-meshver-* headers are the filter's.
+    ("/v2/order", {"x-meshver-body": "order s0.m1.c- 1"}, "2.0.0"),
+    ("/v4/login", {"x-meshver-body": "user s1.m3.c0 1"}, "4.0.0"),
+])
+def test_a_request_with_no_body_work_is_not_touched(stack, protocol, path, headers, version):
+    """Exact bytes (whitespace, key order and all), its content-length kept (the body filter
+    drops it from every body it buffers), and the answer as the upstream wrote it."""
+    body = b'{ "name" : "Ada",   "password":"pw", "qty": 2, "status": "new", "customer": {"name": "x"} }'
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + path, {**JSON, **headers}, body))
+    assert seen["version"] == version
+    assert seen["body_sha256"] == sha256(body) and received(seen) == body
+    assert seen["headers"].get("content-length") == str(len(body)), seen["headers"]
+    assert "transfer-encoding" not in seen["headers"], seen["headers"]
+    assert "x-meshver-body" not in seen["headers"]
+    # Nothing walked the answer back: the upstream's own result names.
+    assert set(seen["result"]) == ({"token"} if version == "4.0.0" else {"order_id"}), seen["result"]
+
+
+def test_the_vm_never_trapped(stack):
+    """Last in the module: after everything above, the body filter still upgrades, and
+    Envoy's log has no [critical][wasm] (the fixture checks once more at teardown)."""
+    seen = upstream_view(http1("POST", stack.url + "/v1/register", JSON, json.dumps(V1_REGISTER)))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+    stack.envoy.check_no_wasm_critical()
