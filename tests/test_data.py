@@ -26,7 +26,8 @@ from harness import http1, http2
 PROTOCOLS = {"http1": http1, "http2": http2}
 
 # user: deployments of 3.x and 4.x only; 1 and 2 are served by 3 through two changes (the
-# first limited to POST /register), the default is 4, and 4 has a contract on POST /register.
+# first limited to POST /register), the default is 4; 4 has a contract on POST /register and
+# 2 one on /login.
 # order: 2.x only; 1 is served by 2 through one change carrying every operation; a 64 KiB
 # body limit.
 USER_1_TO_2 = {
@@ -41,6 +42,10 @@ USER_2_TO_3 = {
                 {"op": "rename", "from": "/password", "to": "/credentials/password"}],
     "response": [{"op": "rename", "from": "/result/registered", "to": "/result/created"},
                  {"op": "rename", "from": "/result/token", "to": "/result/access_token"}],
+}
+USER_2_LOGIN_CONTRACT = {  # for a version served by its successor: checks the client's (2) shape
+    "version": "2", "path_prefix": "/login",
+    "schema": {"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}},
 }
 USER_4_CONTRACT = {
     "version": "4", "path_prefix": "/register", "methods": ["POST"],
@@ -79,7 +84,7 @@ CATALOG = {
             "data": {
                 "served_by_successor": ["1", "2"],
                 "changes": [USER_1_TO_2, USER_2_TO_3],
-                "contracts": [USER_4_CONTRACT],
+                "contracts": [USER_2_LOGIN_CONTRACT, USER_4_CONTRACT],
             },
         },
         {
@@ -206,10 +211,27 @@ def test_v2_request_walks_up_one_step(stack, protocol):
     ("/v4/login", {}, "4.0.0", "4"),
 ])
 def test_a_served_version_goes_to_its_successors_deployments(stack, protocol, path, headers, version, told):
-    answer = PROTOCOLS[protocol]("POST", stack.url + path, {**JSON, **headers}, "{}")
+    answer = PROTOCOLS[protocol]("POST", stack.url + path, {**JSON, **headers}, '{"email": "e@example.com"}')
     seen = upstream_view(answer)
     assert (seen["service"], seen["version"], seen["path"]) == ("user", version, "/login")
     assert seen["headers"]["x-api-version"] == told
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("version", ["2", "2.7", "2.7.1"])
+def test_a_served_versions_contract_checks_the_clients_shape_before_the_upgrade(stack, protocol, version):
+    """2's contract on /login (2 and 2.x, not 1) sees the body as the client sent it."""
+    headers = {**JSON, "x-api-version": version}
+    answer = PROTOCOLS[protocol]("POST", stack.url + "/login", headers, json.dumps({"password": "pw"}))
+    problem = problem_of(answer, 422, "contract-violation")
+    assert [e["pointer"] for e in problem["errors"]] == ["/email"], problem
+    assert problem["requested_version"] == version
+    body = {"email": "g@example.com", "password": "pw"}
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/login", headers, json.dumps(body)))
+    assert seen["version"] == "3.0.0"
+    assert received(seen) == compact({"credentials": {"password": "pw"}, "email": "g@example.com"})
+    # 1 is not 2: no contract for v1 /login.
+    assert upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/login", JSON, "{}"))["version"] == "3.0.0"
 
 
 def test_a_version_neither_deployed_nor_served_is_still_refused(stack):
@@ -356,6 +378,7 @@ def test_a_body_over_the_limit_is_a_413_and_never_half_sent(stack, protocol):
     ("/v1/register", b"\xff\xfe{}"),  # not UTF-8
     ("/v4/register", b"{'email': 'single quotes'}"),  # contract only
     ("/v4/register", b""),  # empty, where the contract expects JSON
+    ("/v1/order", b"[" * 5000 + b"]" * 5000),  # nested deeper than the parser goes
 ])
 def test_malformed_json_is_a_400_and_the_vm_goes_on(stack, protocol, path, body):
     completed, _ = cluster_counters(stack, *(("order", "2.0.0") if "order" in path else
@@ -411,6 +434,28 @@ def test_a_compressed_json_body_passes_byte_for_byte(stack, protocol, encoding):
 def test_identity_encoding_is_not_compression(stack):
     headers = {**JSON, "content-encoding": "identity"}
     seen = upstream_view(http1("POST", stack.url + "/v1/register", headers, json.dumps(V1_REGISTER)))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "APPLICATION/JSON",
+                                          "application/problem+json", " application/json "])
+def test_json_media_types_are_upgraded(stack, content_type):
+    seen = upstream_view(http1("POST", stack.url + "/v1/register", {"content-type": content_type},
+                               json.dumps(V1_REGISTER)))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_an_empty_body_with_no_contract_goes_on_empty(stack, protocol):
+    """Nothing to upgrade and no contract to check: no 400 for an empty v1 body."""
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/register", JSON, b""))
+    assert seen["body"] == "" and seen["version"] == "3.0.0"
+    assert seen["result"] == {"signed_up": True}
+
+
+def test_the_query_is_not_part_of_the_path_a_step_is_limited_to(stack):
+    seen = upstream_view(http1("POST", stack.url + "/v1/register?src=app&x=%2F", JSON, json.dumps(V1_REGISTER)))
+    assert seen["path"] == "/register?src=app&x=%2F"
     assert received(seen) == compact(V1_REGISTER_AT_3)
 
 
@@ -480,6 +525,90 @@ def test_a_chunked_http1_body_over_the_limit_is_a_413(stack):
     assert cluster_counters(stack, "order", "2.0.0")[0] == completed
 
 
+def h2_with_trailers(port, path, headers, body, trailers):
+    """One HTTP/2 request whose body ends with trailers (END_STREAM on the trailers, not on the
+    last DATA frame), as gRPC and other streaming clients send; the parsed answer."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="latin-1"))
+    conn.initiate_connection()
+    stream = conn.get_next_available_stream_id()
+    conn.send_headers(stream, [(":method", "POST"), (":path", path), (":scheme", "http"),
+                               (":authority", "localhost"), *headers.items()])
+    for start in range(0, len(body), 8192):
+        conn.send_data(stream, body[start:start + 8192])
+    conn.send_headers(stream, list(trailers.items()), end_stream=True)
+    status, answer_headers, data = None, [], b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        ended = False
+        while not ended:
+            received_bytes = sock.recv(65536)
+            assert received_bytes, "Envoy closed the connection before the answer ended"
+            for event in conn.receive_data(received_bytes):
+                if isinstance(event, h2.events.ResponseReceived):
+                    answer_headers = [(k, v) for k, v in event.headers if k != ":status"]
+                    status = int(dict(event.headers)[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    data += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    raise AssertionError(f"stream reset: {event.error_code!r}")
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    return harness._response(status, answer_headers, data)
+
+
+def test_an_http2_body_ending_with_trailers_is_upgraded(stack):
+    answer = h2_with_trailers(stack.envoy.port, "/v1/register", JSON, json.dumps(V1_REGISTER).encode(),
+                              {"x-checksum": "abc"})
+    seen = upstream_view(answer)
+    assert seen["version"] == "3.0.0"
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
+def test_an_http2_body_ending_with_trailers_is_held_to_the_contract(stack):
+    completed, _ = cluster_counters(stack, "user", "4.0.0")
+    answer = h2_with_trailers(stack.envoy.port, "/v4/register", JSON, json.dumps({"email": 1}).encode(),
+                              {"x-checksum": "abc"})
+    problem = problem_of(answer, 422, "contract-violation")
+    assert {e["pointer"] for e in problem["errors"]} == {"/email", "/password"}, problem
+    assert cluster_counters(stack, "user", "4.0.0")[0] == completed
+
+
+def test_malformed_http2_body_ending_with_trailers_is_a_400(stack):
+    answer = h2_with_trailers(stack.envoy.port, "/v1/order", JSON, b'{"status": "new"', {"x-checksum": "abc"})
+    problem_of(answer, 400, "malformed-body")
+
+
+def test_an_http1_chunked_body_with_trailers_is_held_to_the_contract(stack):
+    body = json.dumps({"email": 1}).encode()
+    raw = (b"POST /v4/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+           + b"%x\r\n%s\r\n0\r\nx-checksum: abc\r\n\r\n" % (len(body), body))
+    problem = problem_of(harness.raw_http1(stack.envoy.port, raw), 422, "contract-violation")
+    assert {e["pointer"] for e in problem["errors"]} == {"/email", "/password"}, problem
+
+
+def test_expect_100_continue(stack):
+    """A client that waits for 100 Continue before sending its body gets it, then the upgrade."""
+    body = json.dumps(V1_REGISTER).encode()
+    with socket.create_connection(("127.0.0.1", stack.envoy.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        stream = sock.makefile("rb")
+        assert stream.readline().split()[1] == b"100"
+        assert stream.readline() == b"\r\n"
+        sock.sendall(body)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        seen = upstream_view(harness._response(answer.status, answer.getheaders(), answer.read()))
+    assert received(seen) == compact(V1_REGISTER_AT_3)
+
+
 # --- 9. requests with no body work are not touched ---------------------------------------------
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -503,6 +632,84 @@ def test_a_request_with_no_body_work_is_not_touched(stack, protocol, path, heade
     assert "x-meshver-body" not in seen["headers"]
     # Nothing walked the answer back: the upstream's own result names.
     assert set(seen["result"]) == ({"token"} if version == "4.0.0" else {"order_id"}), seen["result"]
+
+
+# --- answers, counts, and many requests on one connection ----------------------------------------
+
+def wasm_counter(stack, name):
+    return stack.envoy.stats().get(f"wasmcustom.meshver.{name}", 0)
+
+
+def test_an_answer_over_the_limit_comes_back_unchanged_and_whole(stack):
+    """The order upstream echoes the body it got: a request just under 64 KiB makes an answer
+    over it, which cannot be walked back and goes on as the upstream wrote it (never half
+    changed), counted as response_too_large."""
+    before = wasm_counter(stack, "order.rejected.response_too_large")
+    note = "n" * (ORDER_LIMIT - 200)
+    answer = http1("POST", stack.url + "/v1/order", JSON, json.dumps({"note": note}))
+    assert len(answer.body) > ORDER_LIMIT
+    seen = upstream_view(answer)
+    assert json.loads(seen["body"]) == {"currency": "EUR", "note": note}
+    assert set(seen["result"]) == {"order_id"}, seen["result"]  # as the upstream wrote it
+    harness.wait_for(lambda: wasm_counter(stack, "order.rejected.response_too_large") == before + 1, 10,
+                     "response_too_large counted once")
+
+
+def test_the_body_filters_answers_are_counted(stack):
+    names = ["user.rejected.contract_violation", "order.rejected.body_too_large", "order.rejected.malformed_body"]
+    before = {name: wasm_counter(stack, name) for name in names}
+    problem_of(http1("POST", stack.url + "/v4/register", JSON, "{}"), 422, "contract-violation")
+    problem_of(http1("POST", stack.url + "/v1/order", JSON, "[" + "1," * ORDER_LIMIT + "1]"), 413, "body-too-large")
+    problem_of(http1("POST", stack.url + "/v1/order", JSON, "{"), 400, "malformed-body")
+    wanted = {name: count + 1 for name, count in before.items()}
+    harness.wait_for(lambda: {name: wasm_counter(stack, name) for name in names} == wanted, 10,
+                     f"the body filter's answers counted: {wanted}")
+
+
+def test_one_keep_alive_connection_carries_every_kind_of_request(stack):
+    """Each request's body work is its own: a refused body does not leave state behind for
+    the next request on the same HTTP/1.1 connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.envoy.port, timeout=10)
+
+    def post(path, body):
+        conn.request("POST", path, body=body, headers=JSON)
+        answer = conn.getresponse()
+        return harness._response(answer.status, answer.getheaders(), answer.read())
+
+    try:
+        for _ in range(3):
+            assert received(upstream_view(post("/v1/register", json.dumps(V1_REGISTER)))) == compact(V1_REGISTER_AT_3)
+            problem_of(post("/v4/register", '{"email": 1}'), 422, "contract-violation")
+            assert received(upstream_view(post("/v4/login", b'{"name" : "x"}'))) == b'{"name" : "x"}'
+            problem_of(post("/v1/order", "{"), 400, "malformed-body")
+            assert received(upstream_view(post("/v1/order", json.dumps(ORDER_V1)))) == compact(ORDER_V1_AT_2)
+            seen = upstream_view(post("/v2/register", json.dumps({"full_name": "G", "password": "p"})))
+            assert received(seen) == compact({"credentials": {"password": "p"}, "profile": {"full_name": "G"}})
+    finally:
+        conn.close()
+
+
+def test_concurrent_http2_streams_on_one_connection_keep_their_bodies_apart(stack):
+    """Many large bodies at once on one HTTP/2 connection: their DATA frames interleave, and
+    each stream's upstream gets its own body, upgraded."""
+    import concurrent.futures
+
+    import httpx
+
+    def one(client, n):
+        tags = [f"stream-{n}-tag-{i}" for i in range(2000)]
+        body = {**V1_REGISTER, "name": f"user {n}", "tags": tags}
+        answer = client.post(stack.url + "/v1/register", headers=JSON, content=json.dumps(body).encode())
+        assert answer.http_version == "HTTP/2"
+        seen = upstream_view(harness._response(answer.status_code, answer.headers.multi_items(), answer.content))
+        expected = {**V1_REGISTER_AT_3, "profile": {"full_name": f"user {n}"}, "tags": tags}
+        assert received(seen) == compact(expected), n
+        return seen["result"]
+
+    with httpx.Client(http1=False, http2=True, timeout=20) as client:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda n: one(client, n), range(24)))
+    assert results == [{"signed_up": True}] * 24
 
 
 def test_the_vm_never_trapped(stack):
