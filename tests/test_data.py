@@ -319,13 +319,15 @@ def test_a_body_breaking_the_contract_is_a_422_naming_each_field(stack, protocol
     after_control = cluster_counters(stack, "user", "4.0.0")
     assert after_control[0] == completed + 1 and after_control[1] - sent >= len(control_bytes), after_control
 
-    bad = {"email": "a", "age": -1, "plan": "gold", "tags": ["x", 3], "extra": True, "padding": padding}
+    bad = {"email": "a", "age": -1, "plan": "gold", "tags": ["x", 3], "extra": True, "we/ird~key": 1,
+           "padding": padding}
     answer = PROTOCOLS[protocol]("POST", stack.url + "/v4/register", JSON, json.dumps(bad))
     problem = problem_of(answer, 422, "contract-violation")
     assert problem["service"] == "user" and problem["requested_version"] == "4", problem
     errors = {e["pointer"]: e["detail"] for e in problem["errors"]}
     assert len(errors) == len(problem["errors"]), problem["errors"]
-    assert set(errors) == {"/password", "/email", "/age", "/plan", "/tags/1", "/extra", "/padding"}, errors
+    assert set(errors) == {"/password", "/email", "/age", "/plan", "/tags/1", "/extra", "/we~1ird~0key",
+                           "/padding"}, errors
     assert all(isinstance(d, str) and d for d in errors.values()), errors
     assert "required" in errors["/password"] and "3" in errors["/email"], errors
     # The upstream never got the body: no request completed there, and far fewer bytes than
@@ -333,6 +335,17 @@ def test_a_body_breaking_the_contract_is_a_422_naming_each_field(stack, protocol
     completed_after, sent_after = cluster_counters(stack, "user", "4.0.0")
     assert completed_after == after_control[0], "the upstream answered a request the contract refused"
     assert sent_after - after_control[1] < len(padding), (sent_after - after_control[1], len(padding))
+
+
+def test_a_422_names_64_fields_then_counts_the_rest(stack):
+    """100 failing fields: 64 pointers, then one entry with the count of the rest; the detail
+    counts the fields that fail (100), not the entries of the list."""
+    bad = {"email": "ada@example.com", "password": "analytical", "tags": list(range(100))}
+    problem = problem_of(http1("POST", stack.url + "/v4/register", JSON, json.dumps(bad)), 422, "contract-violation")
+    pointers = [e["pointer"] for e in problem["errors"]]
+    assert pointers[:64] == [f"/tags/{i}" for i in range(64)], pointers
+    assert len(pointers) == 65 and "36" in problem["errors"][64]["detail"], problem["errors"][64:]
+    assert "100 field(s)" in problem["detail"], problem["detail"]
 
 
 def test_the_contract_checks_only_its_version_path_and_method(stack):
