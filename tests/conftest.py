@@ -1,6 +1,7 @@
 """Pytest glue for the e2e harness: the `demo` stack, Envoy log checks, logs on failure, and
 the guard that keeps every test inside the repository."""
 
+import getpass
 import json
 import os
 import sys
@@ -13,6 +14,14 @@ import harness
 
 def _under(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _pytest_temp():
+    """Where pytest keeps its tmp_path folders (and cleans up old ones)."""
+    try:
+        return os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}")
+    except (KeyError, OSError):
+        return None
 
 
 # --- The repository tests itself ----------------------------------------------------------
@@ -28,7 +37,8 @@ def _under(path, folder):
 WATCHED = os.path.realpath(harness.ROOT.parent)
 INSIDE = os.path.realpath(harness.ROOT)
 EXEMPT = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                        sys.base_exec_prefix, tempfile.gettempdir(), *sys.path) if p}
+                                        sys.base_exec_prefix, tempfile.gettempdir(), _pytest_temp(),
+                                        *sys.path) if p}
 # (Not the repository itself, nor the parent or above: that would exempt everything.)
 EXEMPT = sorted(p for p in EXEMPT if not _under(p, INSIDE) and not _under(WATCHED, p))
 WATCHED_EVENTS = {"open", "os.mkdir", "os.listdir", "os.scandir", "glob.glob", "shutil.copyfile",
@@ -54,6 +64,12 @@ def _outside_path(path, cwd=None):
     return real
 
 
+def _creates(flags):
+    """Whether os.open flags create a file (O_TMPFILE: a nameless one in the folder named)."""
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    return bool(flags & os.O_CREAT) or bool(tmpfile and (flags & tmpfile) == tmpfile)
+
+
 def _paths_read(event, args):
     """The watched paths an audit event reads; records what it creates."""
     if event == "subprocess.Popen":
@@ -62,9 +78,11 @@ def _paths_read(event, args):
         return [_outside_path(a, cwd) for a in argv if isinstance(a, (str, bytes, os.PathLike))
                 and os.sep in os.fsdecode(a)]
     path = _outside_path(args[0])
-    creates = event == "os.mkdir" or (event == "open" and isinstance(args[2], int) and args[2] & os.O_CREAT)
-    if path and creates:
-        _created.append(path)
+    if event == "os.mkdir" or (event == "open" and isinstance(args[2], int) and _creates(args[2])):
+        # Writing, not reading (audit events come before the call: a new path is not there yet).
+        # A temporary file opens its folder this way: that folder was not created here.
+        if path and not os.path.lexists(path):
+            _created.append(path)
         return []
     return [path]
 
@@ -98,7 +116,7 @@ def _reads_of(running):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run for files read outside the repository while no test was running."""
-    tested = {item.nodeid for item in session.items}
+    tested = {item.nodeid for item in getattr(session, "items", [])}
     stray = [f"  {event} {path} (during {who})" for who, event, path in outside_reads if who not in tested]
     if stray:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
