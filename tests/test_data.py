@@ -385,6 +385,22 @@ def test_a_body_over_the_limit_is_a_413_and_never_half_sent(stack, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_limit_is_exact(stack, protocol):
+    """max_body_bytes is the largest body buffered: that many bytes go on, one more is a 413."""
+    def body_of(size):
+        head = b'{"customer": {"name": "Ada"}, "note": "'
+        return head + b"n" * (size - len(head) - 2) + b'"}'
+
+    at_limit = body_of(ORDER_LIMIT)
+    assert len(at_limit) == ORDER_LIMIT
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, at_limit))
+    note = json.loads(at_limit)["note"]
+    assert received(seen) == compact({"currency": "EUR", "customer": {"full_name": "Ada"}, "note": note})
+    problem_of(PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, body_of(ORDER_LIMIT + 1)), 413,
+               "body-too-large")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("path,body", [
     ("/v1/order", b'{"customer": {"name": "Ada"'),  # cut short, to be upgraded
     ("/v1/order", b'{"status": "new",}'),  # trailing comma
@@ -405,6 +421,55 @@ def test_malformed_json_is_a_400_and_the_vm_goes_on(stack, protocol, path, body)
     seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/order", JSON, json.dumps(ORDER_V1)))
     assert received(seen) == compact(ORDER_V1_AT_2)
     assert not stack.envoy.critical_lines("wasm")
+
+
+def test_a_rewritten_body_keeps_numbers_and_strings(stack):
+    """Integers up to 64 bits exactly, floats by value, escapes and non-ASCII text as text;
+    integers beyond 64 bits become doubles (as documented)."""
+    body = (b'{"name": "x", "a": 18446744073709551615, "b": -9223372036854775808, "c": 0.1, "d": 1e-7,'
+            b' "e": 1.5e300, "f": 1.0, "g": 12345678901234567890123, "s": "\\u0000\\ud83d\\ude00\\"\\\\/\\t\xc3\xa9"}')
+    seen = upstream_view(http1("POST", stack.url + "/v1/register", JSON, body))
+    sent = json.loads(body)
+    got = json.loads(received(seen))
+    assert got == {**{k: v for k, v in sent.items() if k not in ("name", "g")}, "g": float(sent["g"]),
+                   "newsletter": False, "profile": {"full_name": "x"}}, got
+    assert type(got["a"]) is int and type(got["b"]) is int and type(got["f"]) is float
+
+
+def test_pipelined_requests_each_get_their_own_answer(stack):
+    """Two HTTP/1.1 requests in one write: a refused body, then one to upgrade."""
+    refused = json.dumps({"email": 1}).encode()
+    upgraded = json.dumps(V1_REGISTER).encode()
+    raw = b"".join(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (path, len(body), body) for path, body in ((b"/v4/register", refused), (b"/v1/register", upgraded)))
+    answers = []
+    with socket.create_connection(("127.0.0.1", stack.envoy.port), timeout=10) as sock:
+        sock.sendall(raw)
+        for _ in range(2):
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            answers.append(harness._response(answer.status, answer.getheaders(), answer.read()))
+    problem_of(answers[0], 422, "contract-violation")
+    assert received(upstream_view(answers[1])) == compact(V1_REGISTER_AT_3)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET", "DELETE"])
+def test_answers_without_a_body_to_walk_back(stack, method):
+    """A served version's answer with no body (HEAD), or a request with none: nothing hangs."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.envoy.port, timeout=10)
+    try:
+        for _ in range(2):  # the connection stays usable
+            conn.request(method, "/v1/login")
+            answer = conn.getresponse()
+            body = answer.read()
+            assert answer.status == 404, body
+            if method == "HEAD":
+                assert body == b""
+            else:
+                seen = json.loads(body)
+                assert (seen["version"], seen["body"]) == ("3.0.0", "")
+    finally:
+        conn.close()
 
 
 # --- 7. bodies that pass through byte for byte ------------------------------------------------
