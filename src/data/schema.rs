@@ -117,6 +117,15 @@ pub struct Violation {
     /// JSON pointer of the failing value in the client's body (`/email`, `/items/0/qty`; `""` is the body).
     pub pointer: String,
     pub message: String,
+    /// Set on the summary entry past [`MAX_VIOLATIONS`]: how many failures it stands for.
+    pub more: usize,
+}
+
+impl Violation {
+    /// How many failing values a list of violations stands for, the summary's included.
+    pub fn count(violations: &[Violation]) -> usize {
+        violations.iter().map(|v| v.more.max(1)).sum()
+    }
 }
 
 impl fmt::Display for Violation {
@@ -142,6 +151,7 @@ impl Schema {
             out.push(Violation {
                 pointer: String::new(),
                 message: format!("breaks the contract in {dropped} more places"),
+                more: dropped,
             });
         }
         out
@@ -150,7 +160,7 @@ impl Schema {
     fn check(&self, value: &Value, pointer: &mut String, out: &mut Vec<Violation>, dropped: &mut usize) {
         let mut fail = |pointer: &str, message: String| {
             if out.len() < MAX_VIOLATIONS {
-                out.push(Violation { pointer: pointer.to_owned(), message });
+                out.push(Violation { pointer: pointer.to_owned(), message, more: 0 });
             } else {
                 *dropped += 1;
             }
@@ -249,7 +259,7 @@ impl Schema {
 
 fn push(out: &mut Vec<Violation>, dropped: &mut usize, pointer: &str, message: String) {
     if out.len() < MAX_VIOLATIONS {
-        out.push(Violation { pointer: pointer.to_owned(), message });
+        out.push(Violation { pointer: pointer.to_owned(), message, more: 0 });
     } else {
         *dropped += 1;
     }

@@ -363,7 +363,7 @@ fn bodies_that_are_not_json() {
     assert!(matches!(strict.request(deep.as_bytes()), Err(BodyError::Malformed(_))));
     // A non-object body breaks an object contract at the root.
     let Err(BodyError::Contract(v)) = strict.request(b"[1]") else { panic!() };
-    assert_eq!(v, [Violation { pointer: String::new(), message: "must be object, not array".into() }]);
+    assert_eq!(v, [Violation { pointer: String::new(), message: "must be object, not array".into(), more: 0 }]);
 }
 
 fn contract(schema: Value) -> ServiceData {
@@ -1078,8 +1078,8 @@ fn errors_read_well() {
     let error = DataError::new(".changes[0].from", "bad");
     assert_eq!(error.to_string(), ".changes[0].from: bad");
     let violations = vec![
-        Violation { pointer: "/email".into(), message: "is required".into() },
-        Violation { pointer: String::new(), message: "must be object, not array".into() },
+        Violation { pointer: "/email".into(), message: "is required".into(), more: 0 },
+        Violation { pointer: String::new(), message: "must be object, not array".into(), more: 0 },
     ];
     assert_eq!(
         BodyError::Contract(violations).to_string(),

@@ -12,7 +12,7 @@
 
 use super::{BodyHost, Host};
 use crate::config::{Catalog, Service};
-use crate::data::{BodyError, BodyPlan, PlanId};
+use crate::data::{BodyError, BodyPlan, PlanId, Violation};
 use crate::header_map;
 use crate::metrics;
 use crate::problem::{Problem, ProblemKind};
@@ -143,9 +143,33 @@ impl BodyExchange {
         }
         self.request_pending = false;
         let body = host.request_body(size).unwrap_or_default();
-        match self.finish_request(host, catalog, service, &body) {
+        self.replace_request_body(host, catalog, service, &body)
+    }
+
+    /// Trailers end a request whose body is buffered (HTTP/2 or chunked HTTP/1.1 with
+    /// trailers): the body is whole now.
+    pub fn on_request_trailers(&mut self, host: &mut impl BodyHost, catalog: &Catalog) -> Step {
+        if !self.request_pending {
+            return Step::Continue;
+        }
+        self.request_pending = false;
+        let Some(service) = self.service(catalog) else {
+            return Step::Continue;
+        };
+        let body = host.request_body(usize::MAX).unwrap_or_default();
+        self.replace_request_body(host, catalog, service, &body)
+    }
+
+    fn replace_request_body(
+        &self,
+        host: &mut impl BodyHost,
+        catalog: &Catalog,
+        service: &Service,
+        body: &[u8],
+    ) -> Step {
+        match self.finish_request(host, catalog, service, body) {
             Some(Some(new_body)) => {
-                host.set_request_body(size, &new_body);
+                host.set_request_body(body.len(), &new_body);
                 Step::Continue
             }
             Some(None) => Step::Continue,
@@ -176,7 +200,7 @@ impl BodyExchange {
                     "The request body breaks the contract of {} version {}: {} field(s) fail.",
                     service.name,
                     self.version,
-                    violations.len()
+                    Violation::count(&violations)
                 );
                 let errors: Vec<serde_json::Value> =
                     violations.iter().map(|v| serde_json::json!({"pointer": v.pointer, "detail": v.message})).collect();

@@ -34,7 +34,7 @@ pub trait Host {
 
 /// What the body filter needs of the proxy besides a [`Host`]'s request headers.
 pub trait BodyHost: Host {
-    /// The first `size` bytes of the buffered request body.
+    /// The first `size` bytes of the buffered request body (all of it when it is shorter).
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
     /// Replaces the whole buffered request body (`old_size` bytes).
     fn set_request_body(&mut self, old_size: usize, body: &[u8]);

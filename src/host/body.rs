@@ -52,6 +52,14 @@ impl HttpContext for MeshverBody {
         action(exchange.on_request_body(&mut host, &plugin.catalog, body_size, end_of_stream))
     }
 
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let (Some(plugin), Some(exchange)) = (&self.plugin, &mut self.exchange) else {
+            return Action::Continue;
+        };
+        let mut host = WasmHost { context_id: self.context_id, plugin };
+        action(exchange.on_request_trailers(&mut host, &plugin.catalog))
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(plugin), Some(exchange)) = (&self.plugin, &mut self.exchange) else {
             return Action::Continue;

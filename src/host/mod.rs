@@ -25,9 +25,9 @@ static CALLBACKS: [u8; 122] = *b"proxy_on_memory_allocate proxy_on_configure pro
 /// id [`crate::filter::body::BODY_ROOT_ID`].
 #[link_section = "meshver.body_callbacks"]
 #[used]
-static BODY_CALLBACKS: [u8; 193] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
-    proxy_on_context_create proxy_on_request_headers proxy_on_request_body proxy_on_response_headers \
-    proxy_on_response_body proxy_on_delete";
+static BODY_CALLBACKS: [u8; 219] = *b"proxy_on_memory_allocate proxy_on_configure proxy_on_tick \
+    proxy_on_context_create proxy_on_request_headers proxy_on_request_body proxy_on_request_trailers \
+    proxy_on_response_headers proxy_on_response_body proxy_on_delete";
 
 proxy_wasm::main! {{
     // Also installs the SDK's panic hook, which logs a panic at critical level.
