@@ -509,6 +509,20 @@ def test_a_compressed_json_body_passes_byte_for_byte(stack, protocol, encoding):
     assert seen["result"] == {"signed_up": True}
 
 
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("path,headers", [
+    ("/v1/order", {"content-type": "text/plain"}),  # body work, but not for this body
+    ("/v1/order", {**JSON, "content-encoding": "gzip"}),
+    ("/v2/order", JSON),  # no body work at all
+])
+def test_a_body_that_is_not_buffered_is_not_limited(stack, protocol, path, headers):
+    """max_body_bytes limits what is buffered: a body that passes through streams on, whole,
+    at five times the limit."""
+    body = json.dumps({"status": "new", "note": "n" * (5 * ORDER_LIMIT)}).encode()
+    seen = upstream_view(PROTOCOLS[protocol]("POST", stack.url + path, headers, body))
+    assert seen["body_sha256"] == sha256(body)
+
+
 def test_identity_encoding_is_not_compression(stack):
     headers = {**JSON, "content-encoding": "identity"}
     seen = upstream_view(http1("POST", stack.url + "/v1/register", headers, json.dumps(V1_REGISTER)))
@@ -742,6 +756,21 @@ def test_the_body_filters_answers_are_counted(stack):
     wanted = {name: count + 1 for name, count in before.items()}
     harness.wait_for(lambda: {name: wasm_counter(stack, name) for name in names} == wanted, 10,
                      f"the body filter's answers counted: {wanted}")
+
+
+def test_a_refused_body_is_counted_once_and_not_as_forwarded():
+    """The counters are one outcome per request (test_filter.py): a request whose body the body
+    filter refuses counts as that refusal, not also as forwarded. A stack of its own, with one
+    worker, so that the counts land in order: three refusals, then one request forwarded; once
+    the forwarded count moves, it includes whatever the refusals added to it."""
+    with harness.DemoStack(copy.deepcopy(CATALOG), concurrency=1) as own:
+        for _ in range(3):
+            problem_of(http1("POST", own.url + "/v4/register", JSON, "{}"), 422, "contract-violation")
+        harness.wait_for(lambda: wasm_counter(own, "user.rejected.contract_violation") == 3, 10,
+                         "three contract violations counted")
+        upstream_view(http1("POST", own.url + "/v4/login", JSON, "{}"))
+        forwarded = harness.wait_for(lambda: wasm_counter(own, "user.forwarded"), 10, "the forwarded request counted")
+        assert forwarded == 1, f"{forwarded} counted as forwarded: 1 was, 3 were refused by the body filter"
 
 
 def test_one_keep_alive_connection_carries_every_kind_of_request(stack):
