@@ -106,7 +106,7 @@ def send_count(envoy, url, script, connections):
 
 # ---------------------------------------------------------------- the steps of a round
 
-def cpu_per_request(configs, arms, scripts, count_connections):
+def cpu_per_request(configs, arms, scripts, connections):
     """(1) CPU per request of every arm over a fixed number of requests, sent in BURSTS that
     alternate between the arms (every arm's Envoy up, all on the Envoy CPU, one loaded at a
     time), so that a slow spell of the shared machine falls on every arm alike. Each Envoy is
@@ -119,11 +119,11 @@ def cpu_per_request(configs, arms, scripts, count_connections):
         for arm in arms:
             fronts[arm] = start_envoy(f"cpu-{arm}", configs[arm], ENVOY_CPU)
         for arm in arms:
-            warm_up(url_of(configs[arm]), scripts, count_connections)
+            warm_up(url_of(configs[arm]), scripts, connections)
         before = {arm: counts(front) for arm, front in fronts.items()}
         for burst in range(BURSTS):
             for arm in arms[burst % len(arms):] + arms[:burst % len(arms)]:
-                send_count(fronts[arm], url_of(configs[arm]), scripts["wrk_burst"], count_connections)
+                send_count(fronts[arm], url_of(configs[arm]), scripts["wrk_burst"], connections)
         result = {}
         for arm, front in fronts.items():
             cpu, n, s2xx, s4xx, s5xx = (b - a for a, b in zip(before[arm], counts(front)))
