@@ -234,6 +234,39 @@ def test_a_served_versions_contract_checks_the_clients_shape_before_the_upgrade(
     assert upstream_view(PROTOCOLS[protocol]("POST", stack.url + "/v1/login", JSON, "{}"))["version"] == "3.0.0"
 
 
+def test_a_mesh_caller_that_requires_a_served_version_is_served_by_the_successor():
+    """Inside the mesh, a caller speaks a version through its `requires`: order 1.2.0 requires
+    user ^1, and user 1 is served by 2 through a change. Its sidecar must send it to 2.1.0
+    with the body upgraded and the answer walked back, as for an edge client asking for 1
+    (or `meshver check` must refuse a requirement nothing can serve). A stack of its own:
+    callers get sidecars."""
+    catalog = {
+        "route_header": harness.ROUTE_HEADER,
+        "services": [
+            {"name": "user", "match": {"path_prefixes": ["/register", "/login"]}, "default_version": "2",
+             "sources": ["header", "path"],
+             "deployments": [{"version": "2.1.0", "weight": 100}],
+             "data": {"served_by_successor": ["1"], "changes": [
+                 {"from": "1", "to": "2", "request": [{"op": "add", "path": "/via", "value": "chain"}],
+                  "response": [{"op": "rename", "from": "/result/token", "to": "/result/legacy_token"}]}]}},
+            {"name": "order", "match": {"path_prefixes": ["/order"]}, "default_version": "1",
+             "sources": ["header", "path"],
+             "deployments": [{"version": "1.2.0", "weight": 100, "requires": {"user": "^1"}}]},
+        ],
+    }
+    with harness.DemoStack(catalog) as own:
+        # An edge client asking for user 1 is served (the same chain the caller needs).
+        edge = upstream_view(http1("POST", own.url + "/v1/login", JSON, "{}"))
+        assert received(edge) == b'{"via":"chain"}' and set(edge["result"]) == {"legacy_token"}
+        # order 1.2.0 checks the user through its sidecar: POST /login, "{}", no version named.
+        answer = http1("POST", own.url + "/order", JSON, "{}")
+        assert answer.status == 200, answer.json.get("user_check") if answer.json else answer.body
+        check = answer.json["user_check"]
+        assert (check["version"], check["headers"]["x-api-version"]) == ("2.1.0", "2"), check
+        assert check["body"] == '{"via":"chain"}', check
+        assert set(check["result"]) == {"legacy_token"}, check
+
+
 def test_a_version_neither_deployed_nor_served_is_still_refused(stack):
     answer = http1("POST", stack.url + "/v5/login", JSON, "{}")
     problem = problem_of(answer, 400, "unsupported-version")
