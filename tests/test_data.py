@@ -852,6 +852,20 @@ def test_concurrent_http2_streams_on_one_connection_keep_their_bodies_apart(stac
     assert results == [{"signed_up": True}] * 24
 
 
+def test_a_forged_mark_does_nothing_anywhere(stack):
+    """A client's x-meshver-body on a path no service matches (Envoy's 404), and on the inbound
+    listener, which trusts callers' identity headers but not this one."""
+    forged = {**JSON, "x-meshver-body": "order s0.m1.c- 1"}
+    answer = http1("POST", stack.url + "/elsewhere", forged, "{")
+    assert answer.status == 404 and answer.json["title"] == "no service matched", answer.body
+    inbound = f"http://127.0.0.1:{stack.inbound_port}"
+    seen = upstream_view(http1("POST", inbound + "/v4/login", forged, '{"customer": {"name": "x"}, "qty": 1}'))
+    assert received(seen) == b'{"customer": {"name": "x"}, "qty": 1}'
+    # The inbound listener does its own body work, like the edge.
+    seen = upstream_view(http1("POST", inbound + "/v1/order", JSON, json.dumps(ORDER_V1)))
+    assert received(seen) == compact(ORDER_V1_AT_2)
+
+
 def test_the_vm_never_trapped(stack):
     """Last in the module: after everything above, the body filter still upgrades, and
     Envoy's log has no [critical][wasm] (the fixture checks once more at teardown)."""
