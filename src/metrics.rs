@@ -25,6 +25,15 @@ pub fn counter_names(catalog: &Catalog) -> Vec<String> {
     names
 }
 
+/// The slot of a service's forwarded requests (the body filter counts those it marked).
+pub fn forwarded_slot(catalog: &Catalog, service: usize) -> usize {
+    if service < catalog.services.len() {
+        service * PER_SERVICE
+    } else {
+        catalog.services.len() * PER_SERVICE
+    }
+}
+
 /// The slot of a service's rejection of one kind (the body filter's answers).
 pub fn problem_slot(catalog: &Catalog, service: usize, kind: ProblemKind) -> usize {
     match ProblemKind::ALL.iter().position(|k| *k == kind) {

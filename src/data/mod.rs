@@ -233,6 +233,11 @@ impl ServiceData {
         self.served_for(requested).map(|(_, s)| &s.target)
     }
 
+    /// The versions served by their successor, as declared.
+    pub fn served_versions(&self) -> impl Iterator<Item = &RequestedVersion> {
+        self.served.iter().map(|s| &s.version)
+    }
+
     /// Largest body the filter buffers for this service.
     pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes

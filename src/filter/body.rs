@@ -84,6 +84,7 @@ impl BodyExchange {
             response_pending: false,
         };
         let Some(plan) = exchange.plan(service) else {
+            host.count(metrics::forwarded_slot(catalog, index));
             return (None, Step::Continue);
         };
         if plan.has_response_steps() {
@@ -92,11 +93,15 @@ impl BodyExchange {
         }
         let json = is_plain_json(request.first("content-type"), request.first("content-encoding"));
         let step = if !plan.checks_request() || !json {
+            host.count(metrics::forwarded_slot(catalog, index));
             Step::Continue
         } else if end_of_stream {
             // A request with no body at all: its (empty) body is checked as it stands.
             match exchange.finish_request(host, catalog, service, &[]) {
-                Some(_) => Step::Continue,
+                Some(_) => {
+                    host.count(metrics::forwarded_slot(catalog, index));
+                    Step::Continue
+                }
                 None => Step::Answered,
             }
         } else {
@@ -167,14 +172,16 @@ impl BodyExchange {
         service: &Service,
         body: &[u8],
     ) -> Step {
-        match self.finish_request(host, catalog, service, body) {
+        let step = match self.finish_request(host, catalog, service, body) {
             Some(Some(new_body)) => {
                 host.set_request_body(body.len(), &new_body);
                 Step::Continue
             }
             Some(None) => Step::Continue,
-            None => Step::Answered,
-        }
+            None => return Step::Answered,
+        };
+        host.count(metrics::forwarded_slot(catalog, self.service));
+        step
     }
 
     /// Checks and upgrades a whole request body: `Some(Some(new body))`, `Some(None)` when it

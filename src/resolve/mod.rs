@@ -87,7 +87,7 @@ fn route<'c>(
     //    names no version, replaces the default: it knows better what the caller needs.
     let asked = match (requested, &requirement) {
         (Some(v), _) => Some((v, v.to_string())),
-        (None, Some(_)) => None,
+        (None, Some(range)) => served_meeting(service, range).map(|v| (v, v.to_string())),
         (None, None) => Some(default_version(service)?),
     };
     // A version with no deployment of its own, served by its successor through body changes,
@@ -111,7 +111,11 @@ fn route<'c>(
     }
 
     // 2. The caller's requirement.
-    if let Some(range) = &requirement {
+    // A version served by its successor that meets the requirement stands for the
+    // successor's deployments.
+    let met_by_served =
+        |range: &VersionReq| successor.is_some() && asked.as_ref().is_some_and(|(v, _)| range.matches(&lowest(v)));
+    if let Some(range) = requirement.as_ref().filter(|range| !met_by_served(range)) {
         candidates.retain(|d| range.matches(&d.version));
         if candidates.is_empty() {
             let who = caller.as_ref().map_or_else(|| "the caller".to_owned(), ToString::to_string);
@@ -185,7 +189,10 @@ fn route<'c>(
     if let Some(caller) = &caller {
         set_headers.push((CALLER_HEADER, Cow::Owned(caller.to_string().into_bytes())));
     }
-    if let Some(range) = catalog.caller.as_ref().and_then(|c| c.requirement(&service.name)) {
+    // A requirement met by a version served by its successor is settled here: the callee is
+    // sent the successor's version, which the range was never about.
+    let own_requirement = catalog.caller.as_ref().and_then(|c| c.requirement(&service.name));
+    if let Some(range) = own_requirement.filter(|range| !met_by_served(range)) {
         set_headers.push((REQUIRES_HEADER, Cow::Owned(range.to_string().into_bytes())));
     }
     if let Some(key) = service.sticky.as_ref().and_then(|s| s.find(request)) {
@@ -202,6 +209,19 @@ fn route<'c>(
         }
     }
     Ok(Forward { service: &service.name, route, set_headers, path })
+}
+
+/// A version served by its successor that meets a caller's requirement no deployment meets.
+fn served_meeting(service: &Service, range: &VersionReq) -> Option<RequestedVersion> {
+    if service.deployments.iter().any(|d| range.matches(&d.version)) {
+        return None;
+    }
+    service.data.as_ref()?.served_versions().find(|v| range.matches(&lowest(v))).copied()
+}
+
+/// The lowest full version a requested version stands for (`1` → `1.0.0`).
+fn lowest(version: &RequestedVersion) -> semver::Version {
+    semver::Version::new(version.major, version.minor.unwrap_or(0), version.patch.unwrap_or(0))
 }
 
 type CallerAndRequirement<'c> = (Option<Cow<'c, CallerIdentity>>, Option<Cow<'c, VersionReq>>);
