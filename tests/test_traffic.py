@@ -93,8 +93,10 @@ def test_a_runtime_shift_under_load_fails_no_request(demo, line):
     # that start this long after a shift must all see it.
     grace = 0.5
 
-    def versions_started(after, before=float("inf")):
-        return [v for started, _, _, v in list(results) if after < started < before]
+    def versions_between(after, before=float("inf")):
+        """Versions of the requests that started after `after` and finished before `before`:
+        all of them routed between the two."""
+        return [v for started, finished, _, v in list(results) if after < started and finished < before]
 
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
@@ -102,16 +104,16 @@ def test_a_runtime_shift_under_load_fails_no_request(demo, line):
     try:
         # At 90/10, both deployments answer before the shift (1 in 10 of requests: P(none
         # of 300) < 1e-13).
-        harness.wait_for(lambda: len(versions_started(0)) >= 300, 30, "300 requests before the shift")
+        harness.wait_for(lambda: len(versions_between(0)) >= 300, 30, "300 requests before the shift")
         shifting_at = time.monotonic()
         set_new_weight(demo, line, 100)
         shifted_at = time.monotonic()
-        harness.wait_for(lambda: len(versions_started(shifted_at + grace)) >= 100, 30,
+        harness.wait_for(lambda: len(versions_between(shifted_at + grace)) >= 100, 30,
                          "100 requests started after the shift")
         going_back_at = time.monotonic()
         set_new_weight(demo, line, 0)
         back_at = time.monotonic()
-        harness.wait_for(lambda: len(versions_started(back_at + grace)) >= 100, 30,
+        harness.wait_for(lambda: len(versions_between(back_at + grace)) >= 100, 30,
                          "100 requests started after the shift back")
     finally:
         stop.set()
@@ -119,6 +121,6 @@ def test_a_runtime_shift_under_load_fails_no_request(demo, line):
             worker.join()
     failures = [r for r in results if r[2] != 200]
     assert not failures, failures[:5]
-    assert set(versions_started(0, shifting_at)) == {"2.0.3", "2.1.0"}
-    assert set(versions_started(shifted_at + grace, going_back_at)) == {"2.1.0"}
-    assert set(versions_started(back_at + grace)) == {"2.0.3"}
+    assert set(versions_between(0, shifting_at)) == {"2.0.3", "2.1.0"}
+    assert set(versions_between(shifted_at + grace, going_back_at)) == {"2.1.0"}
+    assert set(versions_between(back_at + grace)) == {"2.0.3"}
