@@ -1,7 +1,8 @@
 """A clone of the repository alone tests itself: nothing reads beside it.
 
-conftest.py's audit hook fails any test that opens a file next to the repository; these
-tests check that guard, and scan what the repository tells other programs to read.
+outside_reads.py, installed by conftest.py, fails any test that opens a file next to the
+repository; these tests check that guard, and scan what the repository tells other programs
+to read.
 """
 
 import os
