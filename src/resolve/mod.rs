@@ -93,12 +93,11 @@ fn route<'c>(
     // A version with no deployment of its own, served by its successor through body changes,
     // resolves as if the successor had been asked for; the upstream is told the successor.
     let successor = asked.as_ref().and_then(|(v, _)| service.data.as_ref()?.successor_for(v).copied());
-    let serving = successor.map(|s| (s, s.to_string())).or_else(|| asked.clone());
-    let mut candidates: Vec<&Deployment> = service
-        .deployments
-        .iter()
-        .filter(|d| serving.as_ref().is_none_or(|(v, _)| v.is_served_by(&d.version)))
-        .collect();
+    let asked_version: Option<RequestedVersion> = asked.as_ref().map(|(v, _)| *v);
+    // The version deployments are picked by (no text, no allocation: the hot path).
+    let serving: Option<RequestedVersion> = successor.or(asked_version);
+    let mut candidates: Vec<&Deployment> =
+        service.deployments.iter().filter(|d| serving.is_none_or(|v| v.is_served_by(&d.version))).collect();
     if candidates.is_empty() {
         let (version, text) = asked.unwrap_or((RequestedVersion { major: 0, minor: None, patch: None }, String::new()));
         let detail = format!(
@@ -114,7 +113,7 @@ fn route<'c>(
     // A version served by its successor that meets the requirement stands for the
     // successor's deployments.
     let met_by_served =
-        |range: &VersionReq| successor.is_some() && asked.as_ref().is_some_and(|(v, _)| range.matches(&lowest(v)));
+        |range: &VersionReq| successor.is_some() && asked_version.is_some_and(|v| range.matches(&lowest(&v)));
     if let Some(range) = requirement.as_ref().filter(|range| !met_by_served(range)) {
         candidates.retain(|d| range.matches(&d.version));
         if candidates.is_empty() {
@@ -177,9 +176,26 @@ fn route<'c>(
     let whole_line = service.line(major).filter(|line| line.size == candidates.len());
     let route = whole_line.map_or(newest.route.as_str(), |line| line.route.as_str());
 
+    let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
+    // Body work for the body filter (services with `data` only), decided on the path as the
+    // upstream sees it, without the query.
+    let body_mark = match (&service.data, &asked) {
+        (Some(data), Some((version, text))) => {
+            let upstream_path = path.as_deref().map_or(request.path, |p| p.split(|b| *b == b'?').next().unwrap_or(p));
+            let method = request.first(":method").unwrap_or_default();
+            data.body_plan_for(version, method, upstream_path)
+                .map(|plan| format!("{} {} {text}", service.name, plan.id().encode()))
+        }
+        _ => None,
+    };
+
     let mut set_headers = vec![(catalog.route_header.as_str(), Cow::Borrowed(route.as_bytes()))];
     if service.set_version_header {
-        let applied = serving.map_or_else(|| major.to_string(), |(_, text)| text);
+        let applied = match (successor, asked) {
+            (Some(s), _) => s.to_string(),
+            (None, Some((_, text))) => text,
+            (None, None) => major.to_string(),
+        };
         // A client that already sent exactly the normalised value once costs no header write.
         let mut sent = request.values(&service.version_header);
         if !(sent.next() == Some(applied.as_bytes()) && sent.next().is_none()) {
@@ -198,15 +214,8 @@ fn route<'c>(
     if let Some(key) = service.sticky.as_ref().and_then(|s| s.find(request)) {
         set_headers.push((STICKY_HEADER, Cow::Owned(bucket(key).into_bytes())));
     }
-    let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
-    if let (Some(data), Some((version, text))) = (&service.data, &asked) {
-        // The path as the upstream sees it, without the query.
-        let upstream_path = path.as_deref().map_or(request.path, |p| p.split(|b| *b == b'?').next().unwrap_or(p));
-        let method = request.first(":method").unwrap_or_default();
-        if let Some(plan) = data.body_plan_for(version, method, upstream_path) {
-            let mark = format!("{} {} {text}", service.name, plan.id().encode());
-            set_headers.push((BODY_HEADER, Cow::Owned(mark.into_bytes())));
-        }
+    if let Some(mark) = body_mark {
+        set_headers.push((BODY_HEADER, Cow::Owned(mark.into_bytes())));
     }
     Ok(Forward { service: &service.name, route, set_headers, path })
 }
