@@ -1,7 +1,8 @@
 //! Counters the filter keeps, one per service and outcome, with names defined once here.
 //!
 //! Envoy shows a wasm counter `meshver.user.forwarded` as the stat
-//! `wasmcustom.meshver.user.forwarded` (Prometheus: `envoy_wasmcustom_meshver_user_forwarded`).
+//! `wasmcustom.meshver.user.forwarded`; Envoy 1.40's `/stats/prometheus` names it
+//! `meshver_user_forwarded`.
 //! Rejections count under the problem kind: `meshver.user.rejected.unsupported_version`.
 //! Requests no service matched count under `meshver.unmatched`.
 

@@ -165,6 +165,15 @@ use crate::version::RequestedVersion;
 use semver::Version;
 use std::fmt;
 
+/// Request header in which the header filter hands the body filter its decision:
+/// `<service> <plan id> <requested version>` (the filter owns `x-meshver-` headers: clients
+/// cannot set it). Here, in the leaf the decision comes from, so resolve and filter both use it.
+pub const BODY_HEADER: &str = "x-meshver-body";
+
+/// The root id (Envoy's `root_id`, Istio's `pluginName`) under which the plugin runs as the
+/// body filter; any other runs the header filter.
+pub const BODY_ROOT_ID: &str = "meshver-body";
+
 /// Default `max_body_bytes`: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 /// Largest `max_body_bytes` allowed: 16 MiB.

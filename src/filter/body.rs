@@ -18,14 +18,7 @@ use crate::metrics;
 use crate::problem::{Problem, ProblemKind};
 use crate::request::Request;
 
-/// Request header in which the header filter hands the body filter its decision:
-/// `<service> <plan id> <requested version>` (the filter owns `x-meshver-` headers: clients
-/// cannot set it).
-pub const BODY_HEADER: &str = "x-meshver-body";
-
-/// The root id (Envoy's `root_id`, Istio's `pluginName`) under which the plugin runs as the
-/// body filter; any other runs the header filter.
-pub const BODY_ROOT_ID: &str = "meshver-body";
+pub use crate::data::{BODY_HEADER, BODY_ROOT_ID};
 
 /// What the proxy does next with the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -70,8 +70,7 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
     let plan = decide(catalog, &request, host.now());
     // A request marked for the body filter counts there, once its body is decided: one
     // outcome per request.
-    let marked =
-        matches!(&plan.outcome, Outcome::Forward(f) if f.set_headers.iter().any(|(n, _)| *n == body::BODY_HEADER));
+    let marked = matches!(&plan.outcome, Outcome::Forward(f) if f.set_headers.iter().any(|(n, _)| *n == crate::data::BODY_HEADER));
     if !marked {
         host.count(metrics::slot(catalog, &plan));
     }

@@ -14,7 +14,7 @@
 
 use crate::caller::{parse_requirement, CallerIdentity, CALLER_HEADER, REQUIRES_HEADER};
 use crate::config::{Catalog, Deployment, Service, OWNED_HEADER_PREFIX};
-use crate::filter::body::BODY_HEADER;
+use crate::data::BODY_HEADER;
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
 use crate::sources::{query_pairs, Source};
