@@ -51,12 +51,6 @@ fn validate(path: &Path, text: Vec<u8>) -> Outcome<CatalogFile> {
     Ok(CatalogFile { path: path.to_owned(), text, catalog })
 }
 
-/// The deployments of one major line, oldest first (they are contiguous in the service).
-pub fn line_deployments<'a>(service: &'a Service, line: &Line) -> &'a [Deployment] {
-    let start = service.deployments.iter().position(|d| d.version.major == line.major).unwrap_or(0);
-    service.deployments.get(start..start + line.size).unwrap_or_default()
-}
-
 /// Weights a line starts with: the catalog's, or an even split summing to 100 when the
 /// catalog gives none (the oldest deployments get the remainder). Oldest first.
 pub fn configured_weights(deployments: &[Deployment]) -> Vec<u32> {
@@ -107,7 +101,7 @@ pub fn find_deployment<'a>(service: &'a Service, version: &str) -> Outcome<(&'a 
         )
     })?;
     let line = service.line(parsed.major);
-    let index = line.and_then(|l| line_deployments(service, l).iter().position(|d| d.version == parsed));
+    let index = line.and_then(|l| service.line_deployments(l).iter().position(|d| d.version == parsed));
     match (line, index) {
         (Some(line), Some(index)) => Ok((line, index)),
         _ => Err(Fail::new(
@@ -133,7 +127,7 @@ mod tests {
     fn even_weights_when_the_catalog_gives_none() {
         let s = service(THREE);
         let line = s.line(2).unwrap();
-        let deps = line_deployments(&s, line);
+        let deps = s.line_deployments(line);
         assert_eq!(deps.iter().map(|d| d.version.to_string()).collect::<Vec<_>>(), ["2.0.0", "2.1.0", "2.2.0"]);
         assert_eq!(configured_weights(deps), [34, 33, 33]);
         assert_eq!(stable_index(deps), 0);
@@ -145,12 +139,12 @@ mod tests {
             r#"{"services":[{"name":"user","match":{"path_prefixes":["/"]},"default_version":"2",
             "deployments":[{"version":"2.0.0","weight":10},{"version":"2.1.0","weight":90}]}]}"#,
         );
-        assert_eq!(stable_index(line_deployments(&s, s.line(2).unwrap())), 1);
+        assert_eq!(stable_index(s.line_deployments(s.line(2).unwrap())), 1);
         let tie = service(
             r#"{"services":[{"name":"user","match":{"path_prefixes":["/"]},"default_version":"2",
             "deployments":[{"version":"2.0.0","weight":50},{"version":"2.1.0","weight":50}]}]}"#,
         );
-        assert_eq!(stable_index(line_deployments(&tie, tie.line(2).unwrap())), 0);
+        assert_eq!(stable_index(tie.line_deployments(tie.line(2).unwrap())), 0);
     }
 
     #[test]

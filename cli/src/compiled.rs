@@ -4,7 +4,7 @@
 //!
 //! The shape is a contract (see cli/README.md): fields are only ever added.
 
-use crate::catalog::{configured_weights, line_deployments};
+use crate::catalog::configured_weights;
 use meshver::config::{Catalog, DefaultVersion, Deployment, HostPattern, Line, Service};
 use meshver::sticky::StickyKey;
 use serde::{Serialize, Serializer};
@@ -170,7 +170,7 @@ impl<'a> CompiledService<'a> {
 impl<'a> CompiledLine<'a> {
     /// The line, and its deployments with their effective weights (oldest first).
     fn new(service: &'a Service, line: &'a Line) -> (Self, Vec<(&'a Deployment, u32)>) {
-        let deployments = line_deployments(service, line);
+        let deployments = service.line_deployments(line);
         let weighted: Vec<(&Deployment, u32)> = deployments.iter().zip(configured_weights(deployments)).collect();
         let compiled = CompiledLine {
             major: line.major,

@@ -4,7 +4,7 @@
 
 use super::config_dump::{discover, Discovered};
 use super::{Admin, AdminError};
-use crate::catalog::{configured_weights, line_deployments, load_file, runtime_key, runtime_prefix};
+use crate::catalog::{configured_weights, load_file, runtime_key, runtime_prefix};
 use crate::fail::{Fail, Outcome};
 use meshver::config::{Line, Service};
 use serde::Serialize;
@@ -62,7 +62,7 @@ impl Snapshot {
     /// The live weight of each deployment of a line, oldest first: the runtime override, else
     /// the weight in Envoy's route config, else the catalog's.
     pub fn line_weights(&self, service: &Service, line: &Line) -> Vec<(u32, WeightSource)> {
-        let deployments = line_deployments(service, line);
+        let deployments = service.line_deployments(line);
         let catalog = configured_weights(deployments);
         let configured = self.discovered.weighted.get(&runtime_prefix(line));
         deployments

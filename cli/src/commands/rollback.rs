@@ -3,7 +3,7 @@
 
 use super::Connected;
 use crate::admin::line_weight_keys;
-use crate::catalog::{find_service, line_deployments, stable_index};
+use crate::catalog::{find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
 use crate::weights;
@@ -26,7 +26,7 @@ pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
     let mut values = Vec::new();
     let mut done = Vec::new();
     for line in lines {
-        let deployments = line_deployments(service, line);
+        let deployments = service.line_deployments(line);
         let stable = stable_index(deployments);
         values.extend(line_weight_keys(line, deployments, &weights::all_on(deployments.len(), stable)));
         if let Some(d) = deployments.get(stable) {

@@ -2,7 +2,7 @@
 //! rest shared among the others in proportion to their live weights, in one runtime change.
 
 use super::Connected;
-use crate::catalog::{find_deployment, find_service, line_deployments};
+use crate::catalog::{find_deployment, find_service};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
 use crate::weights;
@@ -12,7 +12,7 @@ pub fn run(service: &str, to: &str, weight: u32, force: bool, envoy: &EnvoyFlags
     let live = Connected::open(envoy)?;
     let service = find_service(&live.services, service)?;
     let (line, index) = find_deployment(service, to)?;
-    let deployments = line_deployments(service, line);
+    let deployments = service.line_deployments(line);
     if let Some(target) = deployments.get(index).filter(|_| weight > 0) {
         crate::compat::refuse_breaking(service, target, force)?;
     }

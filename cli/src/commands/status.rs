@@ -3,7 +3,7 @@
 
 use super::{to_json, Connected};
 use crate::admin::snapshot::WeightSource;
-use crate::catalog::{line_deployments, runtime_prefix, stable_index};
+use crate::catalog::{runtime_prefix, stable_index};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
 use crate::format::{millis, percent};
@@ -72,7 +72,7 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
 }
 
 fn line_status(live: &Connected, stats: &Stats, service: &Service, line: &Line) -> LineStatus {
-    let deployments = line_deployments(service, line);
+    let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
     let weights = live.snapshot.line_weights(service, line);
     LineStatus {

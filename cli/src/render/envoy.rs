@@ -1,7 +1,7 @@
 //! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
 
 use super::{compact_json, STICKY_HEADER};
-use crate::catalog::{configured_weights, line_deployments, load_file_with, runtime_prefix, CatalogFile};
+use crate::catalog::{configured_weights, load_file_with, runtime_prefix, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, MeshFile};
 use meshver::config::Deployment;
@@ -233,7 +233,7 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
     }
     for service in &catalog.services {
         for line in &service.lines {
-            let deployments = line_deployments(service, line);
+            let deployments = service.line_deployments(line);
             let weights = configured_weights(deployments);
             // Newest first: with sticky numbers, a client below the new weight stays on the
             // new version as that weight grows, so clients only ever move from old to new.

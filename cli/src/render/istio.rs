@@ -2,7 +2,7 @@
 
 use super::buckets::bucket_regex;
 use super::STICKY_HEADER;
-use crate::catalog::{configured_weights, line_deployments, CatalogFile};
+use crate::catalog::{configured_weights, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use meshver::config::{Deployment, Service};
 use serde_json::{json, Value};
@@ -137,7 +137,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
         }));
     }
     for line in &service.lines {
-        let deployments = line_deployments(service, line);
+        let deployments = service.line_deployments(line);
         let weights = configured_weights(deployments);
         // Newest first, like Envoy's weighted_clusters: buckets [0, w_newest) go to the newest.
         let newest_first: Vec<_> = deployments.iter().zip(&weights).rev().collect();

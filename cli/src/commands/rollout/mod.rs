@@ -6,7 +6,7 @@ mod progress;
 
 use super::Connected;
 use crate::admin::{retry, AdminError};
-use crate::catalog::{find_deployment, find_service, line_deployments, stable_index};
+use crate::catalog::{find_deployment, find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::{EnvoyFlags, Steps};
 use crate::format::{millis, percent};
@@ -37,7 +37,7 @@ pub fn run(args: &RolloutArgs) -> Outcome {
     let live = Connected::open(args.envoy)?;
     let service = find_service(&live.services, args.service)?;
     let (line, index) = find_deployment(service, args.to)?;
-    let deployments = line_deployments(service, line);
+    let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
     let (Some(target), Some(stable_deployment)) = (deployments.get(index), deployments.get(stable)) else {
         return Err(Fail::new("the line has no such deployment", "check the catalog"));
