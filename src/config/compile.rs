@@ -52,7 +52,7 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
         }
         services.push(compile_service(&path, service, &known, &mut route_keys, &mut errors));
     }
-    let caller = config.caller.and_then(|c| compile_caller(c, &services, &mut errors));
+    let caller = config.caller.and_then(|c| compile_caller(c, &services, &known, &mut errors));
     if errors.0.is_empty() {
         Ok(Catalog { route_header, services, caller, trust_caller_headers: config.trust_caller_headers })
     } else {
@@ -62,7 +62,12 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
 
 /// The outbound sidecar's caller: who it is, and what it requires of each service (given
 /// here, or else those of its own deployment in the catalog).
-fn compile_caller(config: CallerConfig, services: &[Service], errors: &mut Errors) -> Option<Caller> {
+fn compile_caller(
+    config: CallerConfig,
+    services: &[Service],
+    known: &BTreeSet<String>,
+    errors: &mut Errors,
+) -> Option<Caller> {
     let version = Version::parse(&config.version).ok();
     if version.is_none() {
         errors.add("$.caller.version", format!("{:?} is not a full semver version (like 2.0.0)", config.version));
@@ -70,9 +75,8 @@ fn compile_caller(config: CallerConfig, services: &[Service], errors: &mut Error
     if !is_service_name(&config.service) {
         errors.add("$.caller.service", format!("{:?} is not a service name", config.service));
     }
-    let known: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
     let requires = match config.requires {
-        Some(given) => compile_requires("$.caller.requires", &given, &known, errors),
+        Some(given) => compile_requires("$.caller.requires", &given, known, errors),
         None => services
             .iter()
             .filter(|s| s.name == config.service)
@@ -86,10 +90,10 @@ fn compile_caller(config: CallerConfig, services: &[Service], errors: &mut Error
 }
 
 /// Semver ranges by callee service, each checked to parse and to name a service of the catalog.
-fn compile_requires<S: AsRef<str> + Ord>(
+fn compile_requires(
     path: &str,
     ranges: &BTreeMap<String, String>,
-    known: &BTreeSet<S>,
+    known: &BTreeSet<String>,
     errors: &mut Errors,
 ) -> Vec<(String, VersionReq)> {
     let mut requires = Vec::with_capacity(ranges.len());
@@ -99,7 +103,7 @@ fn compile_requires<S: AsRef<str> + Ord>(
             Ok(req) => requires.push((callee.clone(), req)),
             Err(e) => errors.add(&at, format!("{range:?} is not a semver range (like \">=2.1, <3\"): {e}")),
         }
-        if !known.iter().any(|k| k.as_ref() == callee) {
+        if !known.contains(callee) {
             errors.add(at, format!("{callee:?} is not a service of this catalog"));
         }
     }
