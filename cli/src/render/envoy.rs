@@ -1,7 +1,7 @@
 //! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
 
 use super::{compact_json, STICKY_HEADER};
-use crate::catalog::{configured_weights, load_file_with, runtime_prefix, CatalogFile};
+use crate::catalog::{configured_weights, load_file_with, runtime_prefix};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, MeshFile};
 use meshver::config::Deployment;
@@ -80,6 +80,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 routes(&catalog.catalog)
             }
         };
+        let body_limit = body_limit(&catalog.catalog);
         let hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": listener.name,
@@ -92,14 +93,14 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "request_headers_to_remove": strip,
                 "routes": routes,
             }]},
-            "http_filters": http_filters(&listener.name, &wasm, &body_wasm, &catalog),
+            "http_filters": http_filters(&listener.name, &wasm, body_limit.map(|_| body_wasm.as_path()), &catalog.text),
         });
         let mut rendered = json!({
             "name": listener.name,
             "address": address(&host, port),
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
         });
-        if let Some(limit) = body_limit(&catalog.catalog) {
+        if let Some(limit) = body_limit {
             // Room for the largest body a service buffers, so that the filter, not Envoy's own
             // buffer limit, answers one that is over it.
             rendered["per_connection_buffer_limit_bytes"] = json!(limit + BUFFER_HEADROOM);
@@ -163,13 +164,13 @@ fn body_limit(catalog: &meshver::config::Catalog) -> Option<usize> {
     catalog.services.iter().filter_map(|s| s.data.as_ref()).map(|d| d.max_body_bytes()).max()
 }
 
-/// The header filter; for a catalog with a `data` section, the body filter, which Envoy's
-/// `match_delegate` skips (without entering its VM) unless the header filter marked the
-/// request with `x-meshver-body`; then the router.
-fn http_filters(listener: &str, wasm: &Path, body_wasm: &Path, catalog: &CatalogFile) -> Value {
-    let mut filters = vec![wasm_filter(listener, "meshver", wasm, &catalog.text)];
-    if body_limit(&catalog.catalog).is_some() {
-        let body = wasm_filter(listener, BODY_ROOT_ID, body_wasm, &catalog.text);
+/// The header filter; with `body_wasm` (a catalog with a `data` section), the body filter,
+/// which Envoy's `match_delegate` skips (without entering its VM) unless the header filter
+/// marked the request with `x-meshver-body`; then the router.
+fn http_filters(listener: &str, wasm: &Path, body_wasm: Option<&Path>, catalog: &[u8]) -> Value {
+    let mut filters = vec![wasm_filter(listener, "meshver", wasm, catalog)];
+    if let Some(body_wasm) = body_wasm {
+        let body = wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog);
         filters.push(json!({
             "name": "meshver-body",
             "typed_config": {
