@@ -26,33 +26,39 @@ pub fn counter_names(catalog: &Catalog) -> Vec<String> {
     names
 }
 
-/// The slot of a service's forwarded requests (the body filter counts those it marked).
+/// The slot of a service's forwarded requests.
 pub fn forwarded_slot(catalog: &Catalog, service: usize) -> usize {
-    if service < catalog.services.len() {
-        service * PER_SERVICE
-    } else {
-        catalog.services.len() * PER_SERVICE
-    }
+    service_slot(catalog, service, 0)
 }
 
-/// The slot of a service's rejection of one kind (the body filter's answers).
+/// The slot of a service's rejections of one kind.
 pub fn problem_slot(catalog: &Catalog, service: usize, kind: ProblemKind) -> usize {
-    match ProblemKind::ALL.iter().position(|k| *k == kind) {
-        Some(at) if service < catalog.services.len() => service * PER_SERVICE + 1 + at,
-        _ => catalog.services.len() * PER_SERVICE,
+    let outcome = ProblemKind::ALL.iter().position(|k| *k == kind).map_or(PER_SERVICE, |at| 1 + at);
+    service_slot(catalog, service, outcome)
+}
+
+/// A service's outcome slot; `meshver.unmatched` for a service or outcome out of range.
+fn service_slot(catalog: &Catalog, service: usize, outcome: usize) -> usize {
+    let unmatched = catalog.services.len() * PER_SERVICE;
+    if service < catalog.services.len() && outcome < PER_SERVICE {
+        service * PER_SERVICE + outcome
+    } else {
+        unmatched
     }
 }
 
-/// The slot (index into `counter_names`) a decided request counts in.
-pub fn slot(catalog: &Catalog, plan: &Plan<'_>) -> usize {
+/// The slot (index into `counter_names`) a decided request counts in; `None` for a request
+/// marked for the body filter, which counts it once its body is decided (one outcome per
+/// request).
+pub fn slot(catalog: &Catalog, plan: &Plan<'_>) -> Option<usize> {
     let Some(service) = plan.service else {
-        return catalog.services.len() * PER_SERVICE;
+        return Some(catalog.services.len() * PER_SERVICE);
     };
-    let outcome = match &plan.outcome {
-        Outcome::Reject(problem) => 1 + ProblemKind::ALL.iter().position(|k| *k == problem.kind).unwrap_or(0),
-        Outcome::Forward(_) | Outcome::PassThrough => 0,
-    };
-    service * PER_SERVICE + outcome
+    match &plan.outcome {
+        Outcome::Reject(problem) => Some(problem_slot(catalog, service, problem.kind)),
+        Outcome::Forward(forward) if forward.marks_body() => None,
+        Outcome::Forward(_) | Outcome::PassThrough => Some(forwarded_slot(catalog, service)),
+    }
 }
 
 #[cfg(test)]
@@ -79,7 +85,7 @@ mod tests {
             let mut headers: Vec<(&[u8], &[u8])> = vec![(b":path", path.as_bytes())];
             headers.extend(extra.iter().map(|(n, v)| (n.as_bytes(), *v)));
             let plan = decide(&catalog, &Request::new(&headers), 0);
-            assert_eq!(names[slot(&catalog, &plan)], *want, "{path}");
+            assert_eq!(names[slot(&catalog, &plan).unwrap()], *want, "{path}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! RFC 9457 problem details: the answers the filter gives by itself.
 
+use crate::config::Service;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Response header listing the versions a service has deployed (also sent on rejections).
@@ -177,6 +178,19 @@ impl Serialize for Body<'_> {
 }
 
 impl Problem {
+    /// A problem with a service's answer: its name and deployed versions, and the version the
+    /// request asked for when it could be read.
+    pub fn for_service(service: &Service, kind: ProblemKind, detail: String, requested: Option<String>) -> Problem {
+        Problem {
+            kind,
+            detail,
+            service: service.name.clone(),
+            supported_versions: service.supported_versions.clone(),
+            requested_version: requested,
+            extensions: Vec::new(),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         self.kind.status()
     }

@@ -46,7 +46,7 @@ pub struct BodyExchange {
 impl BodyExchange {
     /// Reads the header filter's mark; `None` (and the request goes on) when there is none
     /// or nothing applies to this request's bodies.
-    pub fn start(host: &mut impl Host, catalog: &Catalog, end_of_stream: bool) -> (Option<BodyExchange>, Step) {
+    pub fn start(host: &mut impl BodyHost, catalog: &Catalog, end_of_stream: bool) -> (Option<BodyExchange>, Step) {
         let Some(buffer) = host.request_header_map() else {
             return (None, Step::Continue);
         };
@@ -90,13 +90,7 @@ impl BodyExchange {
             Step::Continue
         } else if end_of_stream {
             // A request with no body at all: its (empty) body is checked as it stands.
-            match exchange.finish_request(host, catalog, service, &[]) {
-                Some(_) => {
-                    host.count(metrics::forwarded_slot(catalog, index));
-                    Step::Continue
-                }
-                None => Step::Answered,
-            }
+            exchange.replace_request_body(host, catalog, service, &[])
         } else {
             // The body will change size: the upstream gets it chunked (the headers go on now;
             // Envoy's wasm host cannot hold them and still hand the filter the body).
@@ -105,6 +99,22 @@ impl BodyExchange {
             Step::Continue
         };
         (Some(exchange), step)
+    }
+
+    /// Answers the request itself with a problem of the service, counted under its kind.
+    fn answer(
+        &self,
+        host: &mut impl Host,
+        catalog: &Catalog,
+        service: &Service,
+        kind: ProblemKind,
+        detail: String,
+        errors: Option<serde_json::Value>,
+    ) {
+        let mut problem = Problem::for_service(service, kind, detail, Some(self.version.clone()));
+        problem.extensions.extend(errors.map(|errors| ("errors", errors)));
+        host.count(metrics::problem_slot(catalog, self.service, kind));
+        host.send_answer(&problem.answer(false));
     }
 
     fn service<'c>(&self, catalog: &'c Catalog) -> Option<&'c Service> {
@@ -133,7 +143,7 @@ impl BodyExchange {
                 plan.max_body_bytes(),
                 service.name
             );
-            answer(host, catalog, self.service, service, ProblemKind::BodyTooLarge, detail, &self.version, None);
+            self.answer(host, catalog, service, ProblemKind::BodyTooLarge, detail, None);
             return Step::Answered;
         }
         if !end {
@@ -190,9 +200,8 @@ impl BodyExchange {
         match plan.request(body) {
             Ok(rewrite) => Some(rewrite),
             Err(BodyError::Malformed(why)) => {
-                let detail = format!("The request body is not valid JSON: {why}.");
-                let detail = detail.replace("..", ".");
-                answer(host, catalog, self.service, service, ProblemKind::MalformedBody, detail, &self.version, None);
+                let detail = format!("The request body is not valid JSON: {}.", why.trim_end_matches('.'));
+                self.answer(host, catalog, service, ProblemKind::MalformedBody, detail, None);
                 None
             }
             Err(BodyError::Contract(violations)) => {
@@ -205,7 +214,7 @@ impl BodyExchange {
                 let errors: Vec<serde_json::Value> =
                     violations.iter().map(|v| serde_json::json!({"pointer": v.pointer, "detail": v.message})).collect();
                 let kind = ProblemKind::ContractViolation;
-                answer(host, catalog, self.service, service, kind, detail, &self.version, Some(errors.into()));
+                self.answer(host, catalog, service, kind, detail, Some(errors.into()));
                 None
             }
         }
@@ -275,30 +284,4 @@ fn is_plain_json(content_type: Option<&[u8]>, content_encoding: Option<&[u8]>) -
         || (media_type.len() > 5
             && media_type.get(media_type.len() - 5..).is_some_and(|tail| tail.eq_ignore_ascii_case(b"+json")));
     json && !encoded
-}
-
-#[allow(clippy::too_many_arguments)] // One answer's parts, named as the problem has them.
-fn answer(
-    host: &mut impl Host,
-    catalog: &Catalog,
-    index: usize,
-    service: &Service,
-    kind: ProblemKind,
-    detail: String,
-    version: &str,
-    errors: Option<serde_json::Value>,
-) {
-    let mut problem = Problem {
-        kind,
-        detail,
-        service: service.name.clone(),
-        supported_versions: service.supported_versions.clone(),
-        requested_version: Some(version.to_owned()),
-        extensions: Vec::new(),
-    };
-    if let Some(errors) = errors {
-        problem.extensions.push(("errors", errors));
-    }
-    host.count(metrics::problem_slot(catalog, index, kind));
-    host.send_answer(&problem.answer(false));
 }

@@ -68,11 +68,8 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
     };
     let request = Request::new(&headers);
     let plan = decide(catalog, &request, host.now());
-    // A request marked for the body filter counts there, once its body is decided: one
-    // outcome per request.
-    let marked = matches!(&plan.outcome, Outcome::Forward(f) if f.set_headers.iter().any(|(n, _)| *n == crate::data::BODY_HEADER));
-    if !marked {
-        host.count(metrics::slot(catalog, &plan));
+    if let Some(slot) = metrics::slot(catalog, &plan) {
+        host.count(slot);
     }
     for name in &plan.remove_headers {
         host.set_request_header(name, None);

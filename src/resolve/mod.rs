@@ -54,6 +54,13 @@ pub struct Forward<'c> {
     pub path: Option<Vec<u8>>,
 }
 
+impl Forward<'_> {
+    /// Whether the request carries body work for the body filter (the mark is set).
+    pub fn marks_body(&self) -> bool {
+        self.set_headers.iter().any(|(name, _)| *name == BODY_HEADER)
+    }
+}
+
 /// Decides what happens to one request at `now` (unix seconds, the proxy's clock).
 pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan<'c> {
     let remove_headers = request
@@ -106,7 +113,7 @@ fn route<'c>(
             version.comparator(),
             service.supported_versions.join(", ")
         );
-        return Err(problem(service, ProblemKind::UnsupportedVersion, detail, Some(text)));
+        return Err(Problem::for_service(service, ProblemKind::UnsupportedVersion, detail, Some(text)));
     }
 
     // 2. The caller's requirement.
@@ -124,7 +131,8 @@ fn route<'c>(
                 service.name,
                 service.supported_versions.join(", ")
             );
-            let mut p = problem(service, ProblemKind::NoCompatibleDeployment, detail, asked.map(|(_, t)| t));
+            let mut p =
+                Problem::for_service(service, ProblemKind::NoCompatibleDeployment, detail, asked.map(|(_, t)| t));
             p.extensions.push(("required_range", range.to_string().into()));
             if let Some(c) = &caller {
                 p.extensions.push(("caller", c.to_string().into()));
@@ -144,7 +152,7 @@ fn route<'c>(
                 .map(|(d, r)| format!("{} {} accepts {} {r}", service.name, d.version, caller.service))
                 .collect();
             let detail = format!("{caller} cannot call {}: {}.", service.name, why.join("; "));
-            let mut p = problem(service, ProblemKind::IncompatibleCaller, detail, asked.map(|(_, t)| t));
+            let mut p = Problem::for_service(service, ProblemKind::IncompatibleCaller, detail, asked.map(|(_, t)| t));
             p.extensions.push(("caller", caller.to_string().into()));
             let refused: Vec<serde_json::Value> = refusals
                 .iter()
@@ -164,7 +172,7 @@ fn route<'c>(
         let versions: Vec<String> = sunset.iter().map(|d| d.version.to_string()).collect();
         let advice = successor.as_ref().map_or(String::new(), |s| format!(" Move to version {s}."));
         let detail = format!("{} {} is past its sunset.{advice}", service.name, versions.join(", "));
-        let mut p = problem(service, ProblemKind::VersionGone, detail, asked.map(|(_, t)| t));
+        let mut p = Problem::for_service(service, ProblemKind::VersionGone, detail, asked.map(|(_, t)| t));
         if let Some(s) = successor {
             p.extensions.push(("successor", s.into()));
         }
@@ -250,7 +258,7 @@ fn caller_and_requirement<'c>(
     }
     let malformed = |header: &str, raw: &[u8]| {
         let detail = format!("The {header} header holds {}, which cannot be read.", quote_raw(raw));
-        problem(service, ProblemKind::MalformedCaller, detail, None)
+        Problem::for_service(service, ProblemKind::MalformedCaller, detail, None)
     };
     let caller = match request.first(CALLER_HEADER) {
         Some(raw) => Some(Cow::Owned(CallerIdentity::parse(raw).ok_or_else(|| malformed(CALLER_HEADER, raw))?)),
@@ -318,17 +326,6 @@ fn path_views<'r>(service: &Service, request: &Request<'r>) -> impl Iterator<Ite
         rest.get(..rest.len().checked_sub(cut)?)
     });
     [Some(request.path), leading, suffix.map(|v| v.remainder), both].into_iter().flatten()
-}
-
-fn problem(service: &Service, kind: ProblemKind, detail: String, requested: Option<String>) -> Problem {
-    Problem {
-        kind,
-        detail,
-        service: service.name.clone(),
-        supported_versions: service.supported_versions.clone(),
-        requested_version: requested,
-        extensions: Vec::new(),
-    }
 }
 
 mod requested;

@@ -1,7 +1,6 @@
 //! Which version a request names: every version its sources hold, the one they agree on
 //! (or why not), and the default when it names none.
 
-use super::problem;
 use crate::config::{DefaultVersion, Service};
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
@@ -55,7 +54,7 @@ pub(super) fn requested_version(service: &Service, found: &[Found<'_>]) -> Resul
                     describe(service, f.source),
                     quote_raw(f.raw)
                 );
-                return Err(problem(service, ProblemKind::MalformedVersion, detail, None));
+                return Err(Problem::for_service(service, ProblemKind::MalformedVersion, detail, None));
             }
         };
         match chosen {
@@ -66,7 +65,7 @@ pub(super) fn requested_version(service: &Service, found: &[Found<'_>]) -> Resul
                     describe(service, first_found.source),
                     describe(service, f.source)
                 );
-                return Err(problem(service, ProblemKind::VersionConflict, detail, None));
+                return Err(Problem::for_service(service, ProblemKind::VersionConflict, detail, None));
             }
             Some(_) => {}
         }
@@ -87,7 +86,7 @@ pub(super) fn default_version(service: &Service) -> Result<(RequestedVersion, St
                 "{} needs an API version; name one, for example with the {} header.",
                 service.name, service.version_header
             );
-            Err(problem(service, ProblemKind::VersionRequired, detail, None))
+            Err(Problem::for_service(service, ProblemKind::VersionRequired, detail, None))
         }
     }
 }
