@@ -176,35 +176,27 @@ impl Op {
 
 /// Calls `f` on every value the segments reach; a `*` fans out over an array's elements.
 fn each_mut(value: &mut Value, segments: &[Segment], f: &mut dyn FnMut(&mut Value)) {
-    let Some((first, rest)) = segments.split_first() else {
-        f(value);
-        return;
-    };
-    match (first, value) {
-        (Segment::Each, Value::Array(items)) => items.iter_mut().for_each(|item| each_mut(item, rest, f)),
-        (Segment::Key(key), value) => {
-            if let Some(child) = child_mut(value, key) {
-                each_mut(child, rest, f);
-            }
-        }
-        _ => {}
-    }
+    walk(value, segments, false, f);
 }
 
 /// Like [`each_mut`], but missing object members named on the way are created as `{}`.
 fn each_mut_creating(value: &mut Value, segments: &[Segment], f: &mut dyn FnMut(&mut Value)) {
+    walk(value, segments, true, f);
+}
+
+fn walk(value: &mut Value, segments: &[Segment], create: bool, f: &mut dyn FnMut(&mut Value)) {
     let Some((first, rest)) = segments.split_first() else {
         f(value);
         return;
     };
     match (first, value) {
-        (Segment::Each, Value::Array(items)) => items.iter_mut().for_each(|item| each_mut_creating(item, rest, f)),
-        (Segment::Key(key), Value::Object(map)) => {
-            each_mut_creating(map.entry(key.as_str()).or_insert_with(|| Value::Object(Map::new())), rest, f)
+        (Segment::Each, Value::Array(items)) => items.iter_mut().for_each(|item| walk(item, rest, create, f)),
+        (Segment::Key(key), Value::Object(map)) if create => {
+            walk(map.entry(key.as_str()).or_insert_with(|| Value::Object(Map::new())), rest, create, f)
         }
         (Segment::Key(key), value) => {
             if let Some(child) = child_mut(value, key) {
-                each_mut_creating(child, rest, f);
+                walk(child, rest, create, f);
             }
         }
         _ => {}
