@@ -19,6 +19,8 @@ DEMO_ISTIO = ROOT / "envoy/istio/demo.yaml"
 # How the shipped files are made (cwd = the repository root); the drift tests re-run these.
 RENDER_DEMO_ENVOY = ["render", "envoy", "envoy/demo.mesh.json", "--wasm-relative-to", "."]
 RENDER_DEMO_ISTIO = ["render", "istio", "examples/catalog.json"]
+# The catalog that docs/reference.md shows as "A full example" (every field, a data section).
+REFERENCE = ROOT / "docs/reference.md"
 
 
 def shipped_envoy_configs():
@@ -80,15 +82,40 @@ def test_check_names_unreadable_files_in_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.startswith(f"{syntax}: $")
 
 
+def full_example():
+    """The JSON block under "## A full example" in docs/reference.md, as text."""
+    section = REFERENCE.read_text().split("\n## A full example\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```json\n(.*?)\n```", section, re.S)
+    assert len(blocks) == 1, "the full example is one json block"
+    return blocks[0]
+
+
+def test_check_accepts_the_full_example_of_the_reference(tmp_path):
+    example = tmp_path / "full-example.json"
+    example.write_text(full_example())
+    catalog = json.loads(example.read_text())
+    assert any("data" in service for service in catalog["services"])
+    result = meshver("check", example)
+    # Exit 0 also means no data compatibility finding: its 2.1 only widens what 2 accepted.
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{example}: ok, 2 services, 4 deployments\n" and result.stderr == ""
+
+
 # --- render envoy ----------------------------------------------------------------------
 
 def test_shipped_envoy_config_is_what_render_produces():
-    assert DEMO_ENVOY in shipped_envoy_configs()
-    result = meshver(*RENDER_DEMO_ENVOY)
-    assert result.returncode == 0, result.stderr
-    assert DEMO_ENVOY.read_text() == result.stdout, (
-        "envoy/demo.json is stale: run `target/release/meshver " + " ".join(RENDER_DEMO_ENVOY)
-        + " -o envoy/demo.json` from the repository root")
+    """Each shipped envoy/<name>.json is what its envoy/<name>.mesh.json renders (the demo's
+    two Envoys: demo.json, and demo-served.json for user 1 served by 2.x)."""
+    shipped = shipped_envoy_configs()
+    assert {DEMO_ENVOY, ROOT / "envoy/demo-served.json"} <= set(shipped), shipped
+    for config in shipped:
+        name = config.relative_to(ROOT)
+        render = ["render", "envoy", str(name.with_suffix(".mesh.json")), "--wasm-relative-to", "."]
+        result = meshver(*render)
+        assert result.returncode == 0, result.stderr
+        assert config.read_text() == result.stdout, (
+            f"{name} is stale: run `target/release/meshver {' '.join(render)} -o {name}` "
+            "from the repository root")
 
 
 @pytest.mark.parametrize("name", ENVOY_CONFIGS)
@@ -276,7 +303,12 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
     assert DEMO_ISTIO in shipped
     for path in shipped:
         docs = validate_manifests(path.read_text())
-        assert {d["kind"] for d in docs} == {"WasmPlugin", "DestinationRule", "VirtualService"}
+        assert {d["kind"] for d in docs} <= {"WasmPlugin", "DestinationRule", "VirtualService", "EnvoyFilter"}
+        catalog = docs[0]["spec"]["pluginConfig"]
+        body_work = any("data" in service for service in catalog["services"])
+        plugins = [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"]
+        assert plugins == (["meshver", "meshver-body"] if body_work else ["meshver"]), path
+        assert any(d["kind"] == "EnvoyFilter" for d in docs) == body_work, path
     # The deprecated user 1.4.0 announces itself wherever a route sends there, and only there.
     user = next(d for d in validate_manifests(DEMO_ISTIO.read_text())
                 if d["kind"] == "VirtualService" and d["metadata"]["name"] == "user")
@@ -300,6 +332,95 @@ def test_istio_rendering_with_options_is_valid():
     assert plugin["spec"]["selector"] == {"matchLabels": {"app": "gateway"}}
     assert plugin["spec"]["pluginConfig"] == json.loads(harness.DEMO_CATALOG.read_text())
     assert all(d["metadata"]["namespace"] == "shop" for d in docs)
+
+
+def without_data(catalog):
+    """The catalog with no `data` section in any service: nothing for the body filter."""
+    return {**catalog, "services": [{k: v for k, v in service.items() if k != "data"}
+                                    for service in catalog["services"]]}
+
+
+def envoy_buffer_limit(tmp_path, catalog_path):
+    """The per_connection_buffer_limit_bytes `meshver render envoy` gives a listener on the catalog."""
+    catalog = json.loads(catalog_path.read_text())
+    mesh = {"admin": f"127.0.0.1:{harness.free_port()}", "wasm": str(harness.WASM),
+            "endpoints": {route: f"127.0.0.1:{harness.free_port()}" for route in harness.deployment_routes(catalog)},
+            "listeners": [{"name": "edge", "address": f"127.0.0.1:{harness.free_port()}",
+                           "catalog": str(catalog_path)}]}
+    (tmp_path / "mesh.json").write_text(json.dumps(mesh))
+    result = meshver("render", "envoy", tmp_path / "mesh.json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"]
+
+
+def test_istio_body_filter_for_a_catalog_with_data(tmp_path):
+    """A catalog with `data` gets a second WasmPlugin, the body module under the root id
+    `meshver-body`, placed after the header filter; and an EnvoyFilter that gives the listeners
+    where both run the buffer limit `render envoy` gives its listeners."""
+    example = tmp_path / "full-example.json"
+    example.write_text(full_example())
+    catalog = json.loads(example.read_text())
+    result = meshver("render", "istio", example, "--namespace", "shop", "--selector", "app=gateway")
+    assert result.returncode == 0, result.stderr
+    docs = validate_manifests(result.stdout)
+    # Apply order: the filters and the listeners' limit before the routes that lead through them.
+    assert [d["kind"] for d in docs[:3]] == ["WasmPlugin", "WasmPlugin", "EnvoyFilter"]
+    assert {d["kind"] for d in docs[3:]} == {"DestinationRule", "VirtualService"}
+    header, body, buffer = (d["spec"] for d in docs[:3])
+    assert docs[1]["metadata"] == {"name": "meshver-body", "namespace": "shop"}
+    assert (header["pluginName"], body["pluginName"]) == ("meshver", "meshver-body")
+    assert header["url"] == "file:///etc/istio/extensions/meshver.wasm"
+    assert body["url"] == "file:///etc/istio/extensions/meshver_body.wasm"
+    assert header["pluginConfig"] == body["pluginConfig"] == catalog
+    # Both where the request leaves, on the same workloads, as HTTP filters that fail closed.
+    for field in ("match", "selector", "type", "failStrategy", "phase"):
+        assert body[field] == header[field], field
+    assert body["match"] == [{"mode": "CLIENT"}] and body["selector"] == {"matchLabels": {"app": "gateway"}}
+    assert body["failStrategy"] == "FAIL_CLOSE" and body["type"] == "HTTP"
+    # Istio chains one phase's plugins by descending priority: the header filter marks first.
+    assert header["priority"] > body["priority"]
+
+    limit = envoy_buffer_limit(tmp_path, example)
+    largest = max(s["data"].get("max_body_bytes", 1048576) for s in catalog["services"] if "data" in s)
+    assert limit > largest, "the filter, not Envoy's buffer limit, answers a body over max_body_bytes"
+    assert buffer["workloadSelector"] == {"labels": {"app": "gateway"}}
+    # The listeners of a caller's sidecar and of a gateway: where mode CLIENT plugins run.
+    assert sorted(p["match"]["context"] for p in buffer["configPatches"]) == ["GATEWAY", "SIDECAR_OUTBOUND"]
+    for patch in buffer["configPatches"]:
+        assert patch["applyTo"] == "LISTENER"
+        assert patch["patch"] == {"operation": "MERGE", "value": {"per_connection_buffer_limit_bytes": limit}}
+    # No upstream sees the mark, whichever route it takes.
+    for vs in (d for d in docs if d["kind"] == "VirtualService"):
+        for route in vs["spec"]["http"]:
+            assert "x-meshver-body" in route["headers"]["request"]["remove"], route["name"]
+
+
+def test_istio_body_module_url(tmp_path):
+    """The body module's URL is --body-image; without it, meshver_body.wasm beside an --image
+    that ends in /meshver.wasm. An OCI image names no file: rendering one with body work
+    needs --body-image, and says so."""
+    example = tmp_path / "full-example.json"
+    example.write_text(full_example())
+    oci = ["--image", "oci://registry.local/meshver:0.1.0"]
+    refused = meshver("render", "istio", example, *oci)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert re.fullmatch(r"meshver: .*data section.*; give --body-image .*\n", refused.stderr), refused.stderr
+    given = meshver("render", "istio", example, *oci, "--body-image", "oci://registry.local/meshver-body:0.1.0")
+    assert given.returncode == 0, given.stderr
+    plugins = [d["spec"] for d in validate_manifests(given.stdout) if d["kind"] == "WasmPlugin"]
+    assert [p["url"] for p in plugins] == ["oci://registry.local/meshver:0.1.0",
+                                           "oci://registry.local/meshver-body:0.1.0"]
+    served = meshver("render", "istio", example, "--image", "https://files.local/wasm/meshver.wasm")
+    plugins = [d["spec"] for d in validate_manifests(served.stdout) if d["kind"] == "WasmPlugin"]
+    assert plugins[1]["url"] == "https://files.local/wasm/meshver_body.wasm"
+    # No body work: no body module, no buffer limit, and no --body-image needed.
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(without_data(json.loads(example.read_text()))))
+    result = meshver("render", "istio", plain, *oci)
+    assert result.returncode == 0, result.stderr
+    docs = validate_manifests(result.stdout)
+    assert [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"] == ["meshver"]
+    assert not any(d["kind"] == "EnvoyFilter" for d in docs)
 
 
 def first_match(routes, headers):

@@ -117,7 +117,7 @@ enum RenderCommand {
         #[arg(long, value_name = "DIR")]
         wasm_relative_to: Option<PathBuf>,
     },
-    /// Istio WasmPlugin, DestinationRules and VirtualServices (multi-document YAML).
+    /// Istio WasmPlugins, DestinationRules and VirtualServices (multi-document YAML).
     Istio {
         catalog: PathBuf,
         #[arg(long)]
@@ -125,6 +125,10 @@ enum RenderCommand {
         /// Where Istio fetches the module (oci://, https:// or file://).
         #[arg(long, default_value = "file:///etc/istio/extensions/meshver.wasm")]
         image: String,
+        /// Where Istio fetches the body filter module, for a catalog with `data` (default:
+        /// meshver_body.wasm in place of an --image that ends in /meshver.wasm).
+        #[arg(long, value_name = "URL")]
+        body_image: Option<String>,
         /// Label of the workloads that run the filter, KEY=VALUE (repeatable; default: all).
         #[arg(long, value_name = "KEY=VALUE", value_parser = flags::label)]
         selector: Vec<(String, String)>,
@@ -154,8 +158,9 @@ fn run(command: Command) -> Outcome {
         Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to }) => {
             commands::render::envoy(&mesh, wasm_relative_to, output.as_deref())
         }
-        Command::Render(RenderCommand::Istio { catalog, namespace, image, selector, output }) => {
-            let options = render::istio::IstioOptions { namespace, image, selector: selector.into_iter().collect() };
+        Command::Render(RenderCommand::Istio { catalog, namespace, image, body_image, selector, output }) => {
+            let options =
+                render::istio::IstioOptions { namespace, image, body_image, selector: selector.into_iter().collect() };
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Status { envoy, json } => commands::status::run(&envoy, json),

@@ -22,5 +22,5 @@ pub fn envoy(mesh: &Path, wasm_relative_to: Option<PathBuf>, output: Option<&Pat
 pub fn istio(catalog: &Path, options: &IstioOptions, output: Option<&Path>) -> Outcome {
     let file = load_file(catalog)?;
     let resources = istio_resources::render(&file, options)?;
-    emit(output, &istio_resources::to_yaml(&resources)?)
+    emit(output, &istio_resources::to_yaml(&resources))
 }

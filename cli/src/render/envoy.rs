@@ -1,6 +1,6 @@
 //! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
 
-use super::{compact_json, STICKY_HEADER};
+use super::{buffer_limit, compact_json, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, load_file_with, runtime_prefix};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, MeshFile};
@@ -80,7 +80,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 routes(&catalog.catalog)
             }
         };
-        let body_limit = body_limit(&catalog.catalog);
+        let listener_limit = buffer_limit(&catalog.catalog);
         let hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": listener.name,
@@ -93,17 +93,15 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "request_headers_to_remove": strip,
                 "routes": routes,
             }]},
-            "http_filters": http_filters(&listener.name, &wasm, body_limit.map(|_| body_wasm.as_path()), &catalog.text),
+            "http_filters": http_filters(&listener.name, &wasm, listener_limit.map(|_| body_wasm.as_path()), &catalog.text),
         });
         let mut rendered = json!({
             "name": listener.name,
             "address": address(&host, port),
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
         });
-        if let Some(limit) = body_limit {
-            // Room for the largest body a service buffers, so that the filter, not Envoy's own
-            // buffer limit, answers one that is over it.
-            rendered["per_connection_buffer_limit_bytes"] = json!(limit + BUFFER_HEADROOM);
+        if let Some(limit) = listener_limit {
+            rendered["per_connection_buffer_limit_bytes"] = json!(limit);
         }
         listeners.push(rendered);
     }
@@ -138,11 +136,6 @@ fn add_cluster(clusters: &mut Vec<Value>, names: &mut BTreeSet<String>, name: &s
     Ok(())
 }
 
-/// The file name of the body filter module beside the header filter's.
-const BODY_WASM_FILE: &str = "meshver_body.wasm";
-/// What a listener buffers beyond the largest body a service buffers.
-const BUFFER_HEADROOM: usize = 64 * 1024;
-
 /// A module's path as the rendered config names it.
 fn module_path(path: PathBuf, wasm_path: &WasmPath) -> Outcome<PathBuf> {
     match wasm_path {
@@ -157,11 +150,6 @@ fn module_path(path: PathBuf, wasm_path: &WasmPath) -> Outcome<PathBuf> {
             })
         }
     }
-}
-
-/// The largest body any service of the catalog buffers; none when no service has `data`.
-fn body_limit(catalog: &meshver::config::Catalog) -> Option<usize> {
-    catalog.services.iter().filter_map(|s| s.data.as_ref()).map(|d| d.max_body_bytes()).max()
 }
 
 /// The header filter; with `body_wasm` (a catalog with a `data` section), the body filter,

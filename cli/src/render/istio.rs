@@ -1,10 +1,13 @@
-//! `meshver render istio`: a WasmPlugin, and per service a DestinationRule and a VirtualService.
+//! `meshver render istio`: the header filter's WasmPlugin; for a catalog with `data`, the body
+//! filter's WasmPlugin and an EnvoyFilter that raises the listeners' buffer limit; and per
+//! service a DestinationRule and a VirtualService.
 
 use super::buckets::bucket_regex;
-use super::STICKY_HEADER;
+use super::{buffer_limit, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use meshver::config::{Deployment, Service};
+use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -13,9 +16,20 @@ pub struct IstioOptions {
     pub namespace: Option<String>,
     /// Where Istio fetches the module: `oci://…`, `https://…` or `file://…`.
     pub image: String,
+    /// Where Istio fetches the body filter module; by default `meshver_body.wasm` in place of
+    /// an `image` that ends in `/meshver.wasm`.
+    pub body_image: Option<String>,
     /// `key=value` labels of the workloads that run the filter (the callers); none = all.
     pub selector: BTreeMap<String, String>,
 }
+
+/// The header filter's file name, which a default body module URL replaces.
+const WASM_FILE: &str = "meshver.wasm";
+/// Istio puts WasmPlugins of one phase into the chain by descending priority (and one without
+/// a priority after every one with): the header filter must mark a request before the body
+/// filter sees it.
+const HEADER_PRIORITY: i32 = 20;
+const BODY_PRIORITY: i32 = 10;
 
 /// All resources, in apply order.
 pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>> {
@@ -25,26 +39,39 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         Some(ns) => json!({"name": name, "namespace": ns}),
         None => json!({"name": name}),
     };
-    let mut spec = json!({
-        "url": options.image,
-        "phase": "AUTHN",
-        "failStrategy": "FAIL_CLOSE",
-        "pluginName": "meshver",
-        "type": "HTTP",
-        // The route is chosen where the request leaves: at the gateway or the caller's
-        // sidecar, so that is where the filter must run.
-        "match": [{"mode": "CLIENT"}],
-        "pluginConfig": plugin_config,
-    });
-    if !options.selector.is_empty() {
-        spec["selector"] = json!({"matchLabels": options.selector});
+    let plugin = |plugin_name: &str, url: &str, priority: i32| {
+        let mut spec = json!({
+            "url": url,
+            "phase": "AUTHN",
+            "priority": priority,
+            "failStrategy": "FAIL_CLOSE",
+            "pluginName": plugin_name,
+            "type": "HTTP",
+            // The route is chosen where the request leaves: at the gateway or the caller's
+            // sidecar, so that is where the filter must run.
+            "match": [{"mode": "CLIENT"}],
+            "pluginConfig": plugin_config,
+        });
+        if !options.selector.is_empty() {
+            spec["selector"] = json!({"matchLabels": options.selector});
+        }
+        json!({
+            "apiVersion": "extensions.istio.io/v1alpha1",
+            "kind": "WasmPlugin",
+            "metadata": metadata(plugin_name),
+            "spec": spec,
+        })
+    };
+    let mut resources = vec![plugin("meshver", &options.image, HEADER_PRIORITY)];
+    if let Some(limit) = buffer_limit(&file.catalog) {
+        resources.push(plugin(BODY_ROOT_ID, &body_url(options)?, BODY_PRIORITY));
+        resources.push(json!({
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": metadata("meshver-body-buffer"),
+            "spec": buffer_limit_patch(limit, &options.selector),
+        }));
     }
-    let mut resources = vec![json!({
-        "apiVersion": "extensions.istio.io/v1alpha1",
-        "kind": "WasmPlugin",
-        "metadata": metadata("meshver"),
-        "spec": spec,
-    })];
     for service in &file.catalog.services {
         let host = match &options.namespace {
             Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
@@ -71,6 +98,45 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         }));
     }
     Ok(resources)
+}
+
+/// The body filter module's URL: `--body-image`, or `meshver_body.wasm` beside `meshver.wasm`.
+fn body_url(options: &IstioOptions) -> Outcome<String> {
+    if let Some(url) = &options.body_image {
+        return Ok(url.clone());
+    }
+    match options.image.strip_suffix(WASM_FILE) {
+        Some(folder) if folder.ends_with('/') => Ok(format!("{folder}{BODY_WASM_FILE}")),
+        _ => Err(Fail::new(
+            format!(
+                "the catalog has a data section, so the body filter ({BODY_WASM_FILE}) needs its own module, \
+                 and --image {} does not end in /{WASM_FILE}",
+                options.image
+            ),
+            format!("give --body-image with the URL of {BODY_WASM_FILE}"),
+        )),
+    }
+}
+
+/// The listeners' buffer limit, where the WasmPlugins run (a caller's outbound listeners and a
+/// gateway's): Istio has no field of its own for it, so it is an EnvoyFilter merge. Envoy
+/// buffers a body for a filter up to this limit and answers 413 by itself over it.
+fn buffer_limit_patch(limit: usize, selector: &BTreeMap<String, String>) -> Value {
+    let patches: Vec<Value> = ["SIDECAR_OUTBOUND", "GATEWAY"]
+        .iter()
+        .map(|context| {
+            json!({
+                "applyTo": "LISTENER",
+                "match": {"context": context},
+                "patch": {"operation": "MERGE", "value": {"per_connection_buffer_limit_bytes": limit}},
+            })
+        })
+        .collect();
+    let mut spec = json!({"configPatches": patches});
+    if !selector.is_empty() {
+        spec["workloadSelector"] = json!({"labels": selector});
+    }
+    spec
 }
 
 /// A subset name (DNS-1123 label) per deployment, in the service's order, all distinct.
@@ -126,7 +192,7 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
         to
     };
     // The filter's headers are for routing only: upstreams never see them.
-    let strip = json!({"request": {"remove": [route_header, STICKY_HEADER]}});
+    let strip = json!({"request": {"remove": [route_header, STICKY_HEADER, BODY_HEADER]}});
     let mut routes = Vec::new();
     for d in &service.deployments {
         routes.push(json!({
@@ -174,22 +240,40 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
 }
 
 /// Multi-document YAML, `---` between documents.
-pub fn to_yaml(resources: &[Value]) -> Outcome<String> {
-    let mut out = String::new();
-    for (i, resource) in resources.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        let text = serde_yaml_ng::to_string(resource)
-            .map_err(|e| Fail::new(format!("cannot write YAML: {e}"), "report this as a bug"))?;
-        out.push_str(&text);
-    }
-    Ok(out)
+pub fn to_yaml(resources: &[Value]) -> String {
+    resources.iter().map(super::yaml::document).collect::<Vec<_>>().join("---\n")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use super::{body_url, sanitize, IstioOptions};
+
+    fn options(image: &str, body_image: Option<&str>) -> IstioOptions {
+        IstioOptions {
+            namespace: None,
+            image: image.to_owned(),
+            body_image: body_image.map(str::to_owned),
+            selector: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_body_module_sits_beside_the_header_module_unless_named() {
+        let url = |image, body| body_url(&options(image, body)).map_err(|f| f.lines.join(" "));
+        assert_eq!(
+            url("file:///etc/istio/extensions/meshver.wasm", None).unwrap(),
+            "file:///etc/istio/extensions/meshver_body.wasm"
+        );
+        assert_eq!(url("https://example.com/w/meshver.wasm", None).unwrap(), "https://example.com/w/meshver_body.wasm");
+        assert_eq!(
+            url("oci://r.example.com/meshver:1", Some("oci://r.example.com/meshver-body:1")).unwrap(),
+            "oci://r.example.com/meshver-body:1"
+        );
+        // An OCI image (or a file of another name) says nothing about where the body module is.
+        let refused = url("oci://r.example.com/meshver:1", None).unwrap_err();
+        assert!(refused.contains("--body-image"), "{refused}");
+        assert!(url("file:///x/not-meshver.wasm", None).is_err());
+    }
 
     #[test]
     fn subset_names_are_dns_labels() {

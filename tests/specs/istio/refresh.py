@@ -11,10 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-KINDS = ("WasmPlugin", "DestinationRule", "VirtualService")
+KINDS = ("WasmPlugin", "DestinationRule", "VirtualService", "EnvoyFilter")
 OUT = Path(__file__).resolve().parent / "customresourcedefinitions.gen.yaml"
 HEADER = ("# Istio's CRDs of the kinds `meshver render istio` writes (WasmPlugin, DestinationRule,\n"
-          "# VirtualService), copied unchanged from istio/api; see README.md beside this file.\n")
+          "# VirtualService, EnvoyFilter), copied unchanged from istio/api; see README.md beside this file.\n")
 
 
 def main(source):
