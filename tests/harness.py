@@ -382,14 +382,17 @@ class DemoStack:
     through their own sidecar. Deployments are named by their route key (`meshver check
     --json`), which is also their Envoy cluster: `ports`, `sidecar_ports` and `upstreams` are
     keyed by it. Ports default to free ones; the demo passes its fixed ones and its shipped,
-    prerendered `config`.
+    prerendered `config`. `shared` (route key -> Upstream) are deployments another stack runs:
+    this one routes to them and leaves them running when it stops.
     """
 
     def __init__(self, catalog, ports=None, listener_port=None, admin_port=None, base_id=None,
-                 concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None, config=None):
+                 concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None, config=None,
+                 shared=None, envoy_name="envoy"):
         self.catalog = catalog
         self.compiled = compiled_catalog(catalog)
         self.upstreams = {}
+        self.owned = {}
         self.envoy = None
         listener_port = listener_port or free_port()
         admin_port = admin_port or free_port()
@@ -412,12 +415,15 @@ class DemoStack:
                                           "forward_to": self.inbound_port,
                                           "caller": {"service": service["name"], "version": deployment["version"]}})
                         extra = ["--user-url", f"http://127.0.0.1:{port}"]
-                    self.upstreams[name] = Upstream(service["name"], deployment["version"],
-                                                    ports.get(name), extra)
+                    if shared and name in shared:
+                        self.upstreams[name] = shared[name]
+                        continue
+                    self.upstreams[name] = self.owned[name] = Upstream(
+                        service["name"], deployment["version"], ports.get(name), extra)
             if config is None:
                 config = render_envoy(admin_port, listeners,
                                       {name: up.port for name, up in self.upstreams.items()}, wasm_path)
-            self.envoy = Envoy(config, concurrency=concurrency, base_id=base_id)
+            self.envoy = Envoy(config, concurrency=concurrency, base_id=base_id, name=envoy_name)
         except BaseException:
             self.stop()
             raise
@@ -432,14 +438,14 @@ class DemoStack:
                     for d in s["deployments"] if d["version"] == version)
 
     def processes(self):
-        """(name, Popen) of everything this stack runs, Envoy first."""
-        procs = [("envoy", self.envoy.proc)] if self.envoy else []
-        return procs + [(name, up.proc) for name, up in self.upstreams.items()]
+        """(name, Popen) of everything this stack runs (not what it shares), Envoy first."""
+        procs = [(self.envoy.name, self.envoy.proc)] if self.envoy else []
+        return procs + [(name, up.proc) for name, up in self.owned.items()]
 
     def stop(self):
         if self.envoy:
             self.envoy.stop()
-        for upstream in reversed(list(self.upstreams.values())):
+        for upstream in reversed(list(self.owned.values())):
             upstream.stop()
 
     def __enter__(self):

@@ -27,6 +27,14 @@ ENDPOINTS = {
     "order": {("POST", "/order"): "order"},
 }
 
+# The account a user register or login body names, as each major line of the user API shapes
+# it (the demo's change 1 -> 2 moves between the two): the name an answer gives each field,
+# and where in the request body it is read. Other lines answer no account.
+ACCOUNT_SHAPES = {
+    "1": {"name": ("name",), "email": ("email",)},
+    "2": {"full_name": ("full_name",), "email": ("credentials", "email")},
+}
+
 
 class Faults:
     """Failure rate and delay, changeable at runtime through POST /__fault."""
@@ -104,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         name = ENDPOINTS[self.service].get((self.command, path))
         if name is None:
             return self.reply(404, {**echo, "error": "not found"})
-        status, extra = getattr(self, "ep_" + name)()
+        status, extra = getattr(self, "ep_" + name)(raw)
         self.reply(status, {**echo, **extra})
 
     def read_body(self):
@@ -140,13 +148,31 @@ class Handler(BaseHTTPRequestHandler):
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         return headers
 
-    def ep_register(self):
-        return 200, {"result": {"registered": True}}
+    def account(self, raw):
+        """{"account": ...} read from the body in this deployment's line's shape (ACCOUNT_SHAPES),
+        or {} when the line has none, the body is not a JSON object, or it names no field."""
+        shape = ACCOUNT_SHAPES.get(self.version.split(".")[0])
+        try:
+            body = json.loads(raw) if shape else None
+        except (ValueError, RecursionError):
+            return {}
+        account = {}
+        for field, path in (shape or {}).items():
+            value = body
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:
+                account[field] = value
+        return {"account": account} if account else {}
 
-    def ep_login(self):
-        return 200, {"result": {"token": f"token-{self.version}-{random.randrange(1 << 32):08x}"}}
+    def ep_register(self, raw):
+        return 200, {"result": {"registered": True, **self.account(raw)}}
 
-    def ep_order(self):
+    def ep_login(self, raw):
+        token = f"token-{self.version}-{random.randrange(1 << 32):08x}"
+        return 200, {"result": {"token": token, **self.account(raw)}}
+
+    def ep_order(self, _raw):
         result = {"result": {"order_id": f"ord-{random.randrange(1 << 32):08x}"}}
         if not self.user_url:
             return 200, result
