@@ -28,8 +28,21 @@ DEMO_CATALOG = ROOT / "examples/catalog.json"
 SERVICE_PY = ROOT / "examples/services/service.py"
 ROUTE_HEADER = "x-meshver-route"
 
-# Ports the demo owns; tests must never take them.
-RESERVED_PORTS = {10000, 9901}
+
+
+def _demo_ports():
+    """Every port a shipped demo mesh (envoy/*.mesh.json) names: listeners, admin, upstreams."""
+    ports = set()
+    for mesh_file in sorted((ROOT / "envoy").glob("*.mesh.json")):
+        mesh = json.loads(mesh_file.read_text())
+        addresses = [mesh["admin"], *mesh["endpoints"].values()]
+        addresses += [listener["address"] for listener in mesh["listeners"]]
+        ports.update(int(address.rsplit(":", 1)[1]) for address in addresses)
+    return ports
+
+
+# Ports the demo owns, so that a running demo and the tests can coexist: tests never take them.
+RESERVED_PORTS = _demo_ports()
 
 # Every process the harness started, so that an interrupted run still stops them.
 _children = []
