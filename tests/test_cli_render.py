@@ -1,6 +1,7 @@
 """`meshver check` and `meshver render`: the shipped configs are what render produces, Envoy
 accepts them, and the Istio manifests are valid against Istio's own CRD schemas."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -421,6 +422,85 @@ def test_istio_body_module_url(tmp_path):
     docs = validate_manifests(result.stdout)
     assert [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"] == ["meshver"]
     assert not any(d["kind"] == "EnvoyFilter" for d in docs)
+
+
+# A catalog with body work: a contract on POST /register, and a body limit above Envoy's
+# default buffer limit (1 MiB), which only the EnvoyFilter raises.
+BODY_LIMIT = 2 * 1024 * 1024
+BODY_CATALOG = {"services": [{
+    "name": "user", "match": {"path_prefixes": ["/register", "/login"]}, "default_version": "2",
+    "deployments": [{"version": "2.0.3"}],
+    "data": {"max_body_bytes": BODY_LIMIT, "contracts": [
+        {"version": "2", "path_prefix": "/register", "methods": ["POST"],
+         "schema": {"type": "object", "required": ["email"], "properties": {"email": {"type": "string"}}}}]},
+}]}
+
+
+def as_istio_builds_them(docs):
+    """The HTTP filters Istio's translation makes of the rendered WasmPlugins (one phase): one
+    wasm filter each, by descending priority, root id = pluginName, configuration = pluginConfig
+    as JSON, no match_delegate around any; the module URLs stand for the locally built modules."""
+    modules = {"file:///etc/istio/extensions/meshver.wasm": harness.WASM,
+               "file:///etc/istio/extensions/meshver_body.wasm": harness.WASM.with_name("meshver_body.wasm")}
+    plugins = [d["spec"] for d in docs if d["kind"] == "WasmPlugin"]
+    assert len({p["phase"] for p in plugins}) == 1
+    return [{"name": "envoy.filters.http.wasm", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": p["pluginName"], "root_id": p["pluginName"],
+                   "vm_config": {"runtime": "envoy.wasm.runtime.v8",
+                                 "code": {"local": {"filename": str(modules[p["url"]])}}},
+                   "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                     "value": json.dumps(p["pluginConfig"])},
+                   "fail_open": p["failStrategy"] == "FAIL_OPEN"}}}
+        for p in sorted(plugins, key=lambda p: -p["priority"])]
+
+
+def test_the_istio_body_filter_works_without_match_delegate(tmp_path):
+    """What `render istio` writes for a catalog with data, run as Istio runs it: the body filter
+    as a plain wasm filter after the header filter (every request enters it), and the listener's
+    buffer limit from the EnvoyFilter. Unmarked requests pass untouched, byte for byte; marked ones
+    are checked; a body over max_body_bytes is answered by the filter, not by Envoy."""
+    catalog_path = tmp_path / "catalog.json"
+    catalog_path.write_text(json.dumps(BODY_CATALOG))
+    rendered = meshver("render", "istio", catalog_path)
+    assert rendered.returncode == 0, rendered.stderr
+    docs = validate_manifests(rendered.stdout)
+    (envoy_filter,) = (d["spec"] for d in docs if d["kind"] == "EnvoyFilter")
+    merged = envoy_filter["configPatches"][0]["patch"]["value"]
+    with harness.Upstream("user", "2.0.3") as upstream:
+        # Listener, routes and clusters from `render envoy` (the VirtualService's job is tested
+        # above); the HTTP filters and the listener's buffer limit as Istio would make them.
+        config = harness.envoy_config(BODY_CATALOG, harness.free_port(), harness.free_port(),
+                                      {harness.deployment_routes(BODY_CATALOG)[0]: upstream.port})
+        listener = config["static_resources"]["listeners"][0]
+        del listener["per_connection_buffer_limit_bytes"]
+        listener.update(merged)
+        hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"] = [*as_istio_builds_them(docs), hcm["http_filters"][-1]]
+        assert hcm["http_filters"][-1]["name"] == "envoy.filters.http.router"
+        with harness.Envoy(config, name="istio-shaped") as envoy:
+            v2 = {"x-api-version": "2"}
+            for content_type, body in (("text/plain", b"not json {\xff"), ("application/json", b'{"a": [1, 2]}')):
+                answer = harness.http1("POST", envoy.url + "/login", headers={**v2, "content-type": content_type},
+                                       body=body)
+                assert answer.status == 200, answer.body
+                seen = answer.json
+                assert seen["body_sha256"] == hashlib.sha256(body).hexdigest(), content_type
+                assert seen["headers"].get("content-length") == str(len(body)), seen["headers"]
+                assert not any(name.startswith("x-meshver-") for name in seen["headers"]), seen["headers"]
+            register = lambda body: harness.http1("POST", envoy.url + "/register",
+                                                  headers={**v2, "content-type": "application/json"}, body=body)
+            checked = register("{}")
+            assert checked.status == 422, checked.body
+            assert [e["pointer"] for e in checked.json["errors"]] == ["/email"]
+            # Over Envoy's default buffer limit, under max_body_bytes: buffered, checked, passed on.
+            large = json.dumps({"email": "a@b.c", "padding": "x" * (BODY_LIMIT * 3 // 4)})
+            passed = register(large)
+            assert passed.status == 200, passed.body[:300]
+            assert passed.json["body_sha256"] == hashlib.sha256(large.encode()).hexdigest()
+            too_large = register(json.dumps({"email": "a@b.c", "padding": "x" * BODY_LIMIT}))
+            assert too_large.status == 413 and too_large.header("content-type") == "application/problem+json"
+            assert too_large.json["type"] == "urn:meshver:problem:body-too-large"
 
 
 def first_match(routes, headers):
