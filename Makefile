@@ -56,7 +56,9 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The benchmark (not part of `make test`): native routing vs Lua vs meshver vs an empty wasm
-# filter on the same Envoy and upstream; results and method in BENCHMARKS.md. About 7 minutes.
+# filter on the same Envoy and upstream, then JSON bodies moved between versions (the body
+# filter vs plain proxying vs Envoy's transform filter); results and method in BENCHMARKS.md.
+# About 15 minutes.
 .PHONY: bench
 bench: build cli venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
@@ -65,4 +67,5 @@ bench: build cli venv
 	cargo build --release -p meshver-bench-openloop
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
+	CARGO_TARGET_DIR=$(CURDIR)/target/bench-body cargo bench --manifest-path bench/body/Cargo.toml
 	$(VENV)/bin/python bench/run.py

@@ -16,9 +16,14 @@ deployment reached, path and version header it saw, lifecycle headers, problem+j
 then, in rounds with the arms interleaved, the front Envoy (one worker, pinned to CPU 0;
 load generator and upstream on CPU 1) is measured for CPU per request over a fixed
 number of requests, throughput at saturation, latency at a fixed open-loop rate, and RSS.
-Results: bench/results/latest.json, and the table between the markers in BENCHMARKS.md.
 
-This file is the procedure; the parts are in bench/meshver_bench/ (arms, catalog, mix,
+The body arms (bench/body.json; bench/meshver_bench/body.py) do the same for JSON bodies of
+about 1 KB, 16 KB and 128 KB: plain proxying (P), Envoy's transform filter doing the nearest
+equivalent of one change (T), meshver with no body work (H), one change step (M1) and three
+(M3). Their answers are checked too, then CPU per request is measured the same way, per size.
+
+Results: bench/results/latest.json, and the tables between the markers in BENCHMARKS.md.
+This file is the procedure; the parts are in bench/meshver_bench/ (arms, body, catalog, mix,
 measure, report). BENCHMARKS.md describes the method.
 """
 
@@ -31,15 +36,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from meshver_bench import catalog, measure, mix, report
+from meshver_bench import body, catalog, measure, mix, report
 from meshver_bench.arms import ARM_NAMES, ARMS, Arms, upstream_config, url_of
-from meshver_bench.env import (EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX, OPENLOOP,
-                               harness, log, run, start_envoy)
+from meshver_bench.env import (BODY_WASM, EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX,
+                               OPENLOOP, RESULTS, harness, log, run, start_envoy)
 
 # Counts of a full run, and of --quick (one round, tiny counts: checks that the bench works,
-# its figures mean little).
-FULL = {"rounds": 5, "count": 40000, "duration": 4, "latency_count": 20000}
-QUICK = {"rounds": 1, "count": 4000, "duration": 1, "latency_count": 2000}
+# its figures mean little). body_counts: requests per body arm and round, for each size.
+FULL = {"rounds": 5, "count": 40000, "duration": 4, "latency_count": 20000,
+        "body_counts": {"1k": 16000, "16k": 4000, "128k": 800}}
+QUICK = {"rounds": 1, "count": 4000, "duration": 1, "latency_count": 2000,
+         "body_counts": {"1k": 1600, "16k": 400, "128k": 80}}
+PARTS = ("header", "body")
 
 
 def parse_args():
@@ -57,12 +65,15 @@ def parse_args():
     p.add_argument("--report", type=Path, help="only re-render the results of a saved run (bench/results/latest.json)")
     p.add_argument("--arms", default=",".join(ARMS), help="arms to run (A is always run: ratios need it)")
     p.add_argument("--meshver-wasm", type=Path, default=None, help="another build of the filter, to compare")
+    p.add_argument("--only", choices=PARTS, help="run only the header arms (A, B, C0, C) or only the body arms")
+    p.add_argument("--body-connections", type=int, default=4,
+                   help="connections of the body arms' load (few: wrk's stop cuts off one request per connection)")
     p.add_argument("--by-kind", action="store_true",
                    help="only CPU per request for each kind of the mix alone, the forwarded and the rejected "
                         "kinds, and the whole mix (--rounds rounds of --count requests per arm); prints a table")
     args = p.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
+        if getattr(args, key, None) is None:
             setattr(args, key, value)
     return args
 
@@ -107,7 +118,7 @@ def one_round(r, configs, arms, args, scripts):
     """(1) CPU per request of all arms in alternating bursts; then, one arm at a time in the
     round's order, (2) saturation and (3) latency, (4) RSS per further worker."""
     order = arms[r % len(arms):] + arms[:r % len(arms)]
-    result = measure.cpu_per_request(configs, arms, scripts, args.connections)
+    result = measure.cpu_per_request(configs, arms, {arm: scripts for arm in arms}, args.connections)
     for arm in order:
         m = result[arm]
         m.update(measure.saturation_and_latency(arm, configs[arm], args, scripts))
@@ -120,6 +131,23 @@ def one_round(r, configs, arms, args, scripts):
         if m["status_5xx"] or m["wrk_errors"] or m["latency_errors"] or m["critical_log_lines"]:
             log(f"  WARNING: errors in arm {arm}: {m['status_5xx']} 5xx, {m['wrk_errors']} wrk errors, "
                 f"{m['latency_errors']} open-loop errors, {m['critical_log_lines']}")
+    return result
+
+
+def body_round(r, spec, configs, args, scripts):
+    """The body arms' CPU per request, size after size on the same Envoys, as one_round's
+    first step measures the header arms (alternating bursts); the arms' order rotated each
+    round."""
+    arms = body.BODY_ARMS[r % len(body.BODY_ARMS):] + body.BODY_ARMS[:r % len(body.BODY_ARMS)]
+    each = measure.cpu_per_request_each(configs, arms, [scripts[size] for size in spec.sizes],
+                                        args.body_connections, "completed")
+    result = dict(zip(spec.sizes, each))
+    for size in spec.sizes:
+        log(f"round {r + 1}/{args.rounds} body {size:>4}: " + "  ".join(
+            f"{arm} {result[size][arm]['cpu_us_per_req']:.1f}" for arm in body.BODY_ARMS) + " µs/req")
+        for arm, m in result[size].items():
+            if m["status_4xx"] or m["status_5xx"]:
+                log(f"  WARNING: body arm {arm} {size}: {m['status_4xx']} 4xx, {m['status_5xx']} 5xx")
     return result
 
 
@@ -137,7 +165,8 @@ def by_kind(mix_data, configs, arms, args, work):
         scripts = write_scripts(work, mix.requests(mix_data, group), args.count)
         cpu = {arm: [] for arm in arms}
         for _ in range(args.rounds):
-            for arm, measured in measure.cpu_per_request(configs, arms, scripts, args.connections).items():
+            per_arm = {arm: scripts for arm in arms}
+            for arm, measured in measure.cpu_per_request(configs, arms, per_arm, args.connections).items():
                 cpu[arm].append(measured["cpu_us_per_req"])
         rows.append((name, cpu))
         log(report.by_kind_row(name, cpu, arms))
@@ -149,10 +178,15 @@ def main():
     if args.report:
         return report.publish(json.loads(args.report.read_text()), write=args.report.name == "latest.json")
     wasm = (args.meshver_wasm or MESHVER_WASM).resolve()
-    arms = [a for a in ARMS if a == "A" or a in args.arms.split(",")]
-    for path in (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI):
+    body_wasm = wasm.with_name(BODY_WASM.name)
+    parts = (args.only,) if args.only else PARTS
+    arms = [a for a in ARMS if a == "A" or a in args.arms.split(",")] if "header" in parts else []
+    needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI), "body": (wasm, body_wasm, MESHVER_CLI)}
+    for path in {p for part in parts for p in needed[part]}:
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench` (it builds it)")
+    # The published run before this one: the header arms must not move with the body arms.
+    previous = json.loads((RESULTS / "latest.json").read_text()) if (RESULTS / "latest.json").exists() else None
 
     # What meshver says about the catalog, and the requests.
     compiled = catalog.compiled_catalog()
@@ -161,6 +195,9 @@ def main():
     reqs = mix.requests(mix_data)
     work = Path(tempfile.mkdtemp(prefix="meshver-bench-"))
     scripts = write_scripts(work, reqs, args.count)
+    spec = body.Spec()
+    body_arms = body.BodyArms(spec, wasm, body_wasm, work)
+    body_scripts = body.write_scripts(spec, work, args.body_counts)
 
     about = machine()
     log(f"machine: {about}")
@@ -168,38 +205,63 @@ def main():
     uptime_before = run(["uptime"], 5).stdout.strip()
     log(f"uptime before: {uptime_before}")
 
-    # The upstream (one listener per deployment), and each arm's front Envoy in front of it.
+    # The upstreams (the header arms': one listener per deployment; the body arms': one
+    # answering each size), and each arm's front Envoy in front of them.
     upstream_ports = {d["route"]: harness.free_port() for s in services for d in s["deployments"]}
     route_config = catalog.rendered_route_config(upstream_ports, wasm)
     keyed = catalog.keyed_routes(route_config, compiled["route_header"])
     lifecycles = catalog.lifecycle_headers(compiled)
     fronts = Arms(services, compiled["route_header"], route_config, keyed, upstream_ports, wasm)
     configs = {arm: fronts.front(arm) for arm in arms}
-    upstream = start_envoy("upstream", upstream_config(harness.free_port(), upstream_ports), LOADGEN_CPU)
+    body_port = harness.free_port()
+    body_configs = body_arms.fronts(body_port) if "body" in parts else {}
+    upstreams = []
+    rounds, body_rounds = [], []
     try:
-        check_arms(configs, arms, reqs, lifecycles)
+        if "header" in parts:
+            upstreams.append(start_envoy("upstream", upstream_config(harness.free_port(), upstream_ports),
+                                         LOADGEN_CPU))
+            check_arms(configs, arms, reqs, lifecycles)
+        if "body" in parts:
+            problems = body.check_answers(spec, body_arms.fronts)
+            for line in problems:
+                log("  " + line)
+            if problems:
+                sys.exit("some body arm answers wrongly: no timing")
+            upstreams.append(start_envoy("body-upstream", body.upstream_config(harness.free_port(), body_port, spec),
+                                         LOADGEN_CPU))
         if args.check_only:
             return
         if args.by_kind:
             return print(by_kind(mix_data, configs, arms, args, work))
-        rounds = [one_round(r, configs, arms, args, scripts) for r in range(args.rounds)]
+        if "header" in parts:
+            rounds = [one_round(r, configs, arms, args, scripts) for r in range(args.rounds)]
+        if "body" in parts:
+            body_rounds = [body_round(r, spec, body_configs, args, body_scripts) for r in range(args.rounds)]
     finally:
-        upstream.stop()
+        for upstream in upstreams:
+            upstream.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     uptime_after = run(["uptime"], 5).stdout.strip()
     log(f"uptime after: {uptime_after}")
-    mix_ns = measure.criterion_ns("mix of")
-    decide_ns = mix_ns / len(reqs) if mix_ns else None
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "machine": about, "uptime_before": uptime_before, "uptime_after": uptime_after,
-               "loadavg_before": load_before, "module_bytes": wasm.stat().st_size,
-               "empty_module_bytes": EMPTY_WASM.stat().st_size, "decide_ns_per_request": decide_ns,
-               "decide_in_v8": measure.decide_in_v8(), "mix_kinds": len(reqs), "arms": arms,
-               "summary": report.summarize(rounds, arms), "rounds": rounds}
+               "loadavg_before": load_before, "module_bytes": wasm.stat().st_size}
+    if "header" in parts:
+        mix_ns = measure.criterion_ns("mix of")
+        results.update({"empty_module_bytes": EMPTY_WASM.stat().st_size,
+                        "decide_ns_per_request": mix_ns / len(reqs) if mix_ns else None,
+                        "decide_in_v8": measure.decide_in_v8(), "mix_kinds": len(reqs), "arms": arms,
+                        "summary": report.summarize(rounds, arms), "rounds": rounds})
+        if previous and "summary" in previous:
+            results["previous"] = {"date": previous["date"], "summary": {"C": previous["summary"]["C"]}}
+    if "body" in parts:
+        results["body"] = report.body_results(spec, body_rounds, body_wasm)
     # Only a full run of all arms on the build `make build` leaves is the published one.
-    official = len(arms) == len(ARMS) and wasm == MESHVER_WASM.resolve() and not args.quick
+    official = (len(arms) == len(ARMS) and parts == PARTS and wasm == MESHVER_WASM.resolve()
+                and not args.quick)
     report.save(results, "latest.json" if official else "experiment.json")
     report.publish(results, write=official)
 

@@ -69,21 +69,32 @@ def services(compiled):
     return out
 
 
+def rendered_bootstrap(upstream_ports, wasm, catalog_path=CATALOG, admin_port=9901, port=10000, body_wasm=None):
+    """The bootstrap `meshver render envoy` writes for one listener named `bench` on `port`
+    serving `catalog_path`, with these upstreams (deployment route key -> port)."""
+    work = Path(tempfile.mkdtemp(prefix="meshver-bench-render-"))
+    try:
+        mesh = {"admin": f"127.0.0.1:{admin_port}", "wasm": str(wasm),
+                "endpoints": {name: f"127.0.0.1:{port}" for name, port in upstream_ports.items()},
+                "listeners": [{"name": "bench", "address": f"127.0.0.1:{port}", "catalog": str(catalog_path)}]}
+        if body_wasm:
+            mesh["body_wasm"] = str(body_wasm)
+        (work / "mesh.json").write_text(json.dumps(mesh))
+        return _cli("render", "envoy", str(work / "mesh.json"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def hcm_of(bootstrap):
+    """The HTTP connection manager of a rendered bootstrap's first listener."""
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 def rendered_route_config(upstream_ports, wasm):
     """The route config of the bootstrap `meshver render envoy` writes for the demo catalog
     and these upstreams (deployment route key -> port): an exact match on the route header
     per route key, weighted clusters for lines, lifecycle headers as response_headers_to_add."""
-    work = Path(tempfile.mkdtemp(prefix="meshver-bench-render-"))
-    try:
-        mesh = {"admin": "127.0.0.1:9901", "wasm": str(wasm),
-                "endpoints": {name: f"127.0.0.1:{port}" for name, port in upstream_ports.items()},
-                "listeners": [{"name": "bench", "address": "127.0.0.1:10000", "catalog": str(CATALOG)}]}
-        (work / "mesh.json").write_text(json.dumps(mesh))
-        bootstrap = _cli("render", "envoy", str(work / "mesh.json"))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    listener = bootstrap["static_resources"]["listeners"][0]
-    return listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+    return hcm_of(rendered_bootstrap(upstream_ports, wasm))["route_config"]
 
 
 def keyed_routes(route_config, route_header):

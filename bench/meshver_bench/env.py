@@ -17,12 +17,16 @@ CATALOG = ROOT / "examples/catalog.json"
 MIX = ROOT / "bench/mix.json"
 LUA = ROOT / "bench/lua/meshver.lua"
 MESHVER_WASM = ROOT / "target/wasm32-wasip1/release/meshver.wasm"
+# The body filter: the same build with the body callbacks (`make build` writes both).
+BODY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_body.wasm"
+BODY_SPEC = ROOT / "bench/body.json"
 EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.wasm"
 DECIDE_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_decide_wasm.wasm"
 OPENLOOP = ROOT / "target/release/openloop"
 # The operator CLI `make bench` builds; MESHVER_CLI=path uses another (as in the e2e tests).
 MESHVER_CLI = Path(os.environ.get("MESHVER_CLI") or ROOT / "target/release/meshver")
 CRITERION = ROOT / "target/bench-decide/criterion/decide"
+BODY_CRITERION = ROOT / "target/bench-body/criterion/body"
 RESULTS = ROOT / "bench/results"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 

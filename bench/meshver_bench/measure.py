@@ -43,10 +43,10 @@ def counter(envoy, name):
     return int(m.group(1)) if m else 0
 
 
-def counts(envoy):
-    """Envoy's CPU seconds, then its listener's requests and 2xx, 4xx, 5xx answers (admin
-    requests are not counted in the listener's http.bench stats)."""
-    names = ("total", "2xx", "4xx", "5xx")
+def counts(envoy, requests="total"):
+    """Envoy's CPU seconds, then its listener's requests (`downstream_rq_<requests>`) and 2xx,
+    4xx, 5xx answers (admin requests are not counted in the listener's http.bench stats)."""
+    names = (requests, "2xx", "4xx", "5xx")
     return [cpu_seconds(envoy)] + [counter(envoy, f"http.bench.downstream_rq_{n}") for n in names]
 
 
@@ -106,30 +106,41 @@ def send_count(envoy, url, script, connections):
 
 # ---------------------------------------------------------------- the steps of a round
 
-def cpu_per_request(configs, arms, scripts, connections):
+def cpu_per_request(configs, arms, scripts, connections, requests="total"):
     """(1) CPU per request of every arm over a fixed number of requests, sent in BURSTS that
     alternate between the arms (every arm's Envoy up, all on the Envoy CPU, one loaded at a
     time), so that a slow spell of the shared machine falls on every arm alike. Each Envoy is
     read once before its first burst and once after its last: /proc counts CPU in 10 ms ticks,
     and one reading per burst would add that rounding eight times.
 
-    scripts: {"wrk": the mix, "wrk_burst": the mix stopping after count / BURSTS answers}."""
+    scripts: per arm, {"wrk": its requests, "wrk_burst": the same stopping after count / BURSTS
+    answers}. requests: the Envoy counter that counts them (`completed` leaves out the few
+    requests cut off when wrk stops, which matters when each carries a large body)."""
+    return cpu_per_request_each(configs, arms, [scripts], connections, requests)[0]
+
+
+def cpu_per_request_each(configs, arms, scripts_each, connections, requests="total"):
+    """cpu_per_request for each of several sets of scripts (each: per arm, as there) in turn,
+    on the same Envoys, started and warmed up (with the first set) once."""
     fronts = {}
     try:
         for arm in arms:
             fronts[arm] = start_envoy(f"cpu-{arm}", configs[arm], ENVOY_CPU)
         for arm in arms:
-            warm_up(url_of(configs[arm]), scripts, connections)
-        before = {arm: counts(front) for arm, front in fronts.items()}
-        for burst in range(BURSTS):
-            for arm in arms[burst % len(arms):] + arms[:burst % len(arms)]:
-                send_count(fronts[arm], url_of(configs[arm]), scripts["wrk_burst"], connections)
-        result = {}
-        for arm, front in fronts.items():
-            cpu, n, s2xx, s4xx, s5xx = (b - a for a, b in zip(before[arm], counts(front)))
-            result[arm] = {"cpu_us_per_req": cpu / n * 1e6, "cpu_requests": n, "status_2xx": s2xx,
-                           "status_4xx": s4xx, "status_5xx": s5xx}
-        return result
+            warm_up(url_of(configs[arm]), scripts_each[0][arm], connections)
+        results = []
+        for scripts in scripts_each:
+            before = {arm: counts(front, requests) for arm, front in fronts.items()}
+            for burst in range(BURSTS):
+                for arm in arms[burst % len(arms):] + arms[:burst % len(arms)]:
+                    send_count(fronts[arm], url_of(configs[arm]), scripts[arm]["wrk_burst"], connections)
+            result = {}
+            for arm, front in fronts.items():
+                cpu, n, s2xx, s4xx, s5xx = (b - a for a, b in zip(before[arm], counts(front, requests)))
+                result[arm] = {"cpu_us_per_req": cpu / n * 1e6, "cpu_requests": n, "status_2xx": s2xx,
+                               "status_4xx": s4xx, "status_5xx": s5xx}
+            results.append(result)
+        return results
     finally:
         for front in fronts.values():
             front.stop()
@@ -194,9 +205,17 @@ def criterion_ns(name_fragment):
     the fragment (as `make bench` left it), or None."""
     for d in sorted(CRITERION.glob("*")) if CRITERION.exists() else []:
         if name_fragment in d.name:
-            est = json.loads((d / "new/estimates.json").read_text())
-            return est["median"]["point_estimate"]
+            return criterion_median_ns(d)
     return None
+
+
+def criterion_median_ns(bench_dir):
+    """Median estimate (ns) of the criterion benchmark whose results are in `bench_dir`, or
+    None if it has not run."""
+    estimates = bench_dir / "new/estimates.json"
+    if not estimates.exists():
+        return None
+    return json.loads(estimates.read_text())["median"]["point_estimate"]
 
 
 def decide_in_v8():

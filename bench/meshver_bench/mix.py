@@ -18,13 +18,18 @@ def requests(mix, kinds=None):
     return out
 
 
-def wrk_script(reqs, stop_after=None):
+def wrk_script(reqs, stop_after=None, body_file=None):
     """A wrk Lua script sending the requests in turn; with `stop_after`, its thread stops after
-    that many answers (wrk -t1: one thread, so that is the run's count)."""
-    lines = ["local reqs = {"]
+    that many answers (wrk -t1: one thread, so that is the run's count); with `body_file`,
+    every request carries that file's bytes as its body (wrk adds the Content-Length)."""
+    lines = ["local body = nil"]
+    if body_file:
+        lines += [f"local file = assert(io.open({json.dumps(str(body_file))}, 'rb'))",
+                  "body = file:read('*a')", "file:close()"]
+    lines.append("local reqs = {")
     for _, method, path, headers in reqs:
         hs = ", ".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers)
-        lines.append(f"  wrk.format({json.dumps(method)}, {json.dumps(path)}, {{{hs}}}),")
+        lines.append(f"  wrk.format({json.dumps(method)}, {json.dumps(path)}, {{{hs}}}, body),")
     lines += ["}", "local i = 0",
               "request = function() i = i % #reqs + 1; return reqs[i] end"]
     if stop_after:

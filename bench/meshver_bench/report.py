@@ -5,7 +5,9 @@ import json
 import statistics
 
 from .arms import ARM_NAMES
-from .env import BENCHMARKS_MD, RESULTS, ROOT, log
+from .body import BODY_ARM_NAMES, BODY_ARMS
+from .env import BENCHMARKS_MD, BODY_CRITERION, RESULTS, ROOT, log
+from .measure import criterion_median_ns
 
 # (key in each round's results, row label, digits shown)
 METRICS = [("cpu_us_per_req", "Envoy CPU per request (µs)", 2), ("rps", "throughput at saturation (req/s)", 0),
@@ -13,6 +15,12 @@ METRICS = [("cpu_us_per_req", "Envoy CPU per request (µs)", 2), ("rps", "throug
            ("rss_idle_mb", "RSS idle, 1 worker (MiB)", 1), ("rss_load_mb", "RSS under load, 1 worker (MiB)", 1),
            ("rss_per_worker_mb", "RSS of each further worker (MiB)", 1)]
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+BODY_MARKERS = ("<!-- body-results:start -->", "<!-- body-results:end -->")
+# What each body arm is compared with: the same request without the filter's body work (H:
+# meshver's header filter only; P: no filter at all), within each round.
+BODY_COMPARISONS = [("T", "P"), ("H", "P"), ("M1", "H"), ("M3", "H"), ("M1", "P"), ("M3", "P")]
+# The body arms' targets (issue 12, item 7).
+BODY_MBPS_TARGET, BODY_ADDED_US_TARGET, MODULE_BYTES_TARGET = 150, 20, 1 << 20
 
 
 def summarize(rounds, arms):
@@ -85,6 +93,132 @@ def targets(summary, rounds, module_bytes, decide_ns_per_req):
     return "\n".join(lines)
 
 
+def _spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def body_results(spec, rounds, body_wasm):
+    """The body arms' part of the results: the bytes each arm carries per request, each round's
+    CPU per request, the summary, the same bodies through the data engine natively (criterion,
+    bench/body), and the body filter's module size."""
+    sizes = {size: {"client_bytes": {arm: len(spec.client_body(arm, size)) for arm in BODY_ARMS},
+                    "upstream_bytes": len(spec.upstream_body(size)),
+                    "bytes_per_request": {arm: spec.bytes_per_request(arm, size) for arm in BODY_ARMS}}
+             for size in spec.sizes}
+    return {"arms": BODY_ARMS, "sizes": sizes, "rounds": rounds,
+            "summary": body_summary(rounds, sizes) if rounds else None,
+            "native": body_native(spec, sizes), "body_module_bytes": body_wasm.stat().st_size}
+
+
+def body_summary(rounds, sizes):
+    """Per size: each arm's CPU per request and whole-Envoy MB/s per core (body bytes ÷ CPU);
+    for each comparison, the added CPU per request and the MB/s per core of the added work
+    (body bytes ÷ added CPU), each within a round, then median, min and max over rounds."""
+    out = {}
+    for size, facts in sizes.items():
+        per_round = [r[size] for r in rounds]
+        bytes_of = facts["bytes_per_request"]
+        arms = {arm: {"cpu_us_per_req": _spread([r[arm]["cpu_us_per_req"] for r in per_round]),
+                      "envoy_mbps": _spread([bytes_of[arm] / r[arm]["cpu_us_per_req"] for r in per_round])}
+                for arm in BODY_ARMS}
+        added = {}
+        for arm, base in BODY_COMPARISONS:
+            diffs = [r[arm]["cpu_us_per_req"] - r[base]["cpu_us_per_req"] for r in per_round]
+            added[f"{arm}-{base}"] = {"added_us": _spread(diffs),
+                                      "mbps": _spread([bytes_of[arm] / d if d > 0 else float("inf") for d in diffs])}
+        out[size] = {"arms": arms, "added": added}
+    return out
+
+
+def body_native(spec, sizes):
+    """The criterion figures of bench/body (None where it has not run): per client (steps) and
+    size, ns for the plan, the request upgrade and the response walk-back, their sum per
+    request and its MB/s; and parse+serialise alone (no ops) per size."""
+    out = {}
+    for client in spec.data["clients"]:
+        steps, arm = client["steps"], "M1" if client["steps"] == 1 else "M3"
+        plan = criterion_median_ns(BODY_CRITERION / f"plan-{steps}step" / spec.sizes[0])
+        for size in spec.sizes:
+            request = criterion_median_ns(BODY_CRITERION / f"request-{steps}step" / size)
+            response = criterion_median_ns(BODY_CRITERION / f"response-{steps}step" / size)
+            if None in (plan, request, response):
+                continue
+            total = plan + request + response
+            out[f"{steps}-{size}"] = {"steps": steps, "size": size, "plan_ns": plan, "request_ns": request,
+                                      "response_ns": response, "us_per_request": total / 1000,
+                                      "mbps": sizes[size]["bytes_per_request"][arm] / total * 1000}
+    for size in spec.sizes:
+        roundtrip = criterion_median_ns(BODY_CRITERION / "parse-serialise" / size)
+        if roundtrip:
+            out[f"parse-serialise-{size}"] = {"size": size, "ns": roundtrip,
+                                              "mbps": sizes[size]["client_bytes"]["M1"] / roundtrip * 1000}
+    return out
+
+
+def body_tables(body, previous_c=None, current_c=None):
+    """The body arms' tables: CPU per request, what the body work adds with its MB/s per core
+    next to the engine natively, and the targets."""
+    sizes, summary, native = body["sizes"], body["summary"], body["native"]
+    names = list(sizes)
+
+    def label(size):
+        b = sizes[size]
+        return f"{size} ({b['client_bytes']['M1']:,} B in, {b['upstream_bytes']:,} B out)"
+
+    out = ["CPU of the front Envoy per request (µs), median (min–max over rounds); under it, the body bytes "
+           "it carries (in and out) per second of its CPU (MB/s per core, whole Envoy):", "",
+           "| body | " + " | ".join(f"{a} {BODY_ARM_NAMES[a]}" for a in BODY_ARMS) + " |",
+           "|---|" + "---|" * len(BODY_ARMS)]
+    for size in names:
+        cells = []
+        for arm in BODY_ARMS:
+            cpu, mbps = summary[size]["arms"][arm]["cpu_us_per_req"], summary[size]["arms"][arm]["envoy_mbps"]
+            cells.append(f"{cpu['median']:.1f} ({cpu['min']:.1f}–{cpu['max']:.1f})<br>{mbps['median']:.0f} MB/s")
+        out.append(f"| {label(size)} | " + " | ".join(cells) + " |")
+
+    def added(size, key):
+        a = summary[size]["added"][key]
+        return (f"{a['added_us']['median']:+.1f} µs ({a['added_us']['min']:+.1f}–{a['added_us']['max']:+.1f})"
+                f"<br>{a['mbps']['median']:.0f} MB/s")
+
+    def natively(key):
+        n = native.get(key)
+        return f"{n['us_per_request']:.1f} µs<br>{n['mbps']:.0f} MB/s" if n else "—"
+
+    out += ["", "What the body work adds per request, median (min–max over rounds) of the difference within "
+            "each round, and under it the body bytes per second of that added CPU (MB/s per core); natively, "
+            "the data engine on the same bodies (criterion: plan + request upgrade + response walk-back; "
+            "parse + serialise alone, no ops, for the request body of the one-step client):", "",
+            "| body | T over P (transform) | M1 over H (body filter, 1 step) | M3 over H (3 steps) "
+            "| H over P (header filter) | M1 over P (meshver in all, 1 step) | natively, 1 step | natively, 3 steps "
+            "| natively, parse + serialise |", "|---|" + "---|" * 8]
+    for size in names:
+        floor = native.get(f"parse-serialise-{size}")
+        out.append(f"| {size} | " + " | ".join([
+            added(size, "T-P"), added(size, "M1-H"), added(size, "M3-H"), added(size, "H-P"), added(size, "M1-P"),
+            natively(f"1-{size}"), natively(f"3-{size}"),
+            f"{floor['ns'] / 1000:.1f} µs<br>{floor['mbps']:.0f} MB/s" if floor else "—"]) + " |")
+
+    large, small = names[-1], names[0]
+    rate = summary[large]["added"]["M1-H"]["mbps"]["median"]
+    cost = summary[small]["added"]["M1-H"]["added_us"]["median"]
+    module = body["body_module_bytes"]
+    rows = [(f"≥ {BODY_MBPS_TARGET} MB/s per core inside Envoy, one step ({large}: body bytes ÷ the body "
+             "filter's added CPU, M1 over H)", f"{rate:.0f} MB/s", rate >= BODY_MBPS_TARGET),
+            (f"≤ {BODY_ADDED_US_TARGET} µs added for a 1 KB body, one step ({small}, M1 over H)",
+             f"{cost:+.1f} µs (over P, with the header filter: "
+             f"{summary[small]['added']['M1-P']['added_us']['median']:+.1f} µs)", cost <= BODY_ADDED_US_TARGET),
+            ("module ≤ 1 MiB (meshver_body.wasm)", f"{module:,} bytes", module <= MODULE_BYTES_TARGET)]
+    if previous_c and current_c:
+        was, now = previous_c["added_cpu_us_per_req"], current_c["added_cpu_us_per_req"]["median"]
+        rows.append(("header arms unchanged: arm C's added CPU within the previous published run's spread over "
+                     "rounds", f"{now:+.2f} µs (previous {was['median']:+.2f}, {was['min']:+.2f}–{was['max']:+.2f})",
+                     was["min"] <= now <= was["max"]))
+    out += ["", "| target | measured (median) | met? |", "|---|---|---|"]
+    out += [f"| {t} | {m} | {'met' if ok else '**missed**'} |" for t, m, ok in rows]
+    return "\n".join(out)
+
+
 def save(report, name):
     """bench/results/NAME (latest.json for a full run of the build `make build` leaves)."""
     RESULTS.mkdir(exist_ok=True)
@@ -93,10 +227,36 @@ def save(report, name):
 
 
 def publish(report, write):
-    """The results text (printed, and put between the markers of BENCHMARKS.md if `write`)."""
+    """The results text of each part run (printed, and put between its markers in
+    BENCHMARKS.md if `write`)."""
+    texts = {}
+    if "summary" in report:
+        texts[MARKERS] = header_text(report)
+    if report.get("body", {}).get("summary"):
+        previous = report.get("previous", {}).get("summary", {}).get("C")
+        current = report["summary"]["C"] if "summary" in report and "C" in report["summary"] else None
+        texts[BODY_MARKERS] = "\n\n".join([
+            f"Run of {report['date']}: {len(report['body']['rounds'])} rounds; in each, per body size, the five "
+            "arms in alternating bursts (order rotated each round).",
+            body_tables(report["body"], previous, current),
+            f"Machine: {report['machine']}. Load: `{report['uptime_before']}` before, "
+            f"`{report['uptime_after']}` after."])
+    for text in texts.values():
+        log("\n" + text)
+    if write and BENCHMARKS_MD.exists():
+        md = BENCHMARKS_MD.read_text()
+        for (start, end), text in texts.items():
+            if start in md and end in md:
+                md = md[:md.index(start) + len(start)] + "\n" + text + "\n" + md[md.index(end):]
+        BENCHMARKS_MD.write_text(md)
+        log(f"\nresults written to {BENCHMARKS_MD.relative_to(ROOT)}")
+
+
+def header_text(report):
+    """The header arms' results: the main table, the targets, the decision path alone."""
     summary, rounds, arms = report["summary"], report["rounds"], report["arms"]
     in_v8, decide_ns = report["decide_in_v8"], report["decide_ns_per_request"]
-    text = "\n\n".join([
+    return "\n\n".join([
         f"Run of {report['date']}: {len(rounds)} rounds, arms interleaved (order rotated each round); "
         f"median (min–max over rounds), and the median ratio to arm A of the same round (min–max).",
         table(summary, arms),
@@ -111,14 +271,6 @@ def publish(report, write):
            f"map that the host adapter does." if in_v8 else "."),
         f"Machine: {report['machine']}.",
         f"Load: `{report['uptime_before']}` before, `{report['uptime_after']}` after."])
-    log("\n" + text)
-    if write and BENCHMARKS_MD.exists():
-        md = BENCHMARKS_MD.read_text()
-        start, end = MARKERS
-        if start in md and end in md:
-            md = md[:md.index(start) + len(start)] + "\n" + text + "\n" + md[md.index(end):]
-            BENCHMARKS_MD.write_text(md)
-            log(f"\nresults written to {BENCHMARKS_MD.relative_to(ROOT)}")
 
 
 def by_kind_table(rows, arms):
