@@ -20,6 +20,8 @@ DEMO_ISTIO = ROOT / "envoy/istio/demo.yaml"
 # How the shipped files are made (cwd = the repository root); the drift tests re-run these.
 RENDER_DEMO_ENVOY = ["render", "envoy", "envoy/demo.mesh.json", "--wasm-relative-to", "."]
 RENDER_DEMO_ISTIO = ["render", "istio", "examples/catalog.json"]
+# Every shipped Istio manifest and the command that makes it.
+SHIPPED_ISTIO = {DEMO_ISTIO: RENDER_DEMO_ISTIO}
 # The catalog that docs/reference.md shows as "A full example" (every field, a data section).
 REFERENCE = ROOT / "docs/reference.md"
 
@@ -291,12 +293,16 @@ def validate_manifests(text):
     return docs
 
 
-def test_shipped_istio_manifests_are_what_render_produces():
-    result = meshver(*RENDER_DEMO_ISTIO)
+@pytest.mark.parametrize("path", sorted((ROOT / "envoy/istio").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_istio_manifests_are_what_render_produces(path):
+    assert path in SHIPPED_ISTIO, f"{path.name}: add the command that renders it to SHIPPED_ISTIO"
+    command = SHIPPED_ISTIO[path]
+    result = meshver(*command)
     assert result.returncode == 0, result.stderr
-    assert DEMO_ISTIO.read_text() == result.stdout, (
-        "envoy/istio/demo.yaml is stale: run `target/release/meshver " + " ".join(RENDER_DEMO_ISTIO)
-        + " -o envoy/istio/demo.yaml` from the repository root")
+    relative = path.relative_to(ROOT)
+    assert path.read_text() == result.stdout, (
+        f"{relative} is stale: run `target/release/meshver {' '.join(command)} -o {relative}` "
+        "from the repository root")
 
 
 def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
@@ -324,8 +330,9 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
 
 
 def test_istio_rendering_with_options_is_valid():
+    # --body-image: used only if the demo catalog has body work, needed then with an OCI --image.
     result = meshver(*RENDER_DEMO_ISTIO, "--namespace", "shop", "--image", "oci://registry.local/meshver:0.1.0",
-                     "--selector", "app=gateway")
+                     "--body-image", "oci://registry.local/meshver-body:0.1.0", "--selector", "app=gateway")
     assert result.returncode == 0, result.stderr
     docs = validate_manifests(result.stdout)
     plugin = docs[0]
