@@ -20,8 +20,9 @@ DEMO_ISTIO = ROOT / "envoy/istio/demo.yaml"
 # How the shipped files are made (cwd = the repository root); the drift tests re-run these.
 RENDER_DEMO_ENVOY = ["render", "envoy", "envoy/demo.mesh.json", "--wasm-relative-to", "."]
 RENDER_DEMO_ISTIO = ["render", "istio", "examples/catalog.json"]
-# Every shipped Istio manifest and the command that makes it.
-SHIPPED_ISTIO = {DEMO_ISTIO: RENDER_DEMO_ISTIO}
+# Every shipped Istio manifest and the command that makes it (demo-served: body work).
+SHIPPED_ISTIO = {DEMO_ISTIO: RENDER_DEMO_ISTIO,
+                 ROOT / "envoy/istio/demo-served.yaml": ["render", "istio", "examples/catalog-served.json"]}
 # The catalog that docs/reference.md shows as "A full example" (every field, a data section).
 REFERENCE = ROOT / "docs/reference.md"
 
