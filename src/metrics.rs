@@ -72,7 +72,7 @@ mod tests {
     fn every_outcome_has_its_named_counter() {
         let catalog = config::load(include_bytes!("../examples/catalog.json")).unwrap();
         let names = counter_names(&catalog);
-        assert_eq!(names.len(), 2 * 13 + 1);
+        assert_eq!(names.len(), 2 * 14 + 1);
         type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], &'a str);
         let cases: &[Case] = &[
             ("/register", &[], "meshver.user.forwarded"),

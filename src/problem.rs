@@ -52,11 +52,13 @@ pub enum ProblemKind {
     BodyTooLarge,
     /// An upstream's response is over the size the filter buffers to change it back (502).
     ResponseTooLarge,
+    /// The Accept header names versions, and no deployment serves one it accepts (406).
+    NotAcceptable,
 }
 
 impl ProblemKind {
     /// Every kind, in a fixed order (metric slots depend on it).
-    pub const ALL: [ProblemKind; 12] = [
+    pub const ALL: [ProblemKind; 13] = [
         ProblemKind::MalformedVersion,
         ProblemKind::VersionConflict,
         ProblemKind::VersionRequired,
@@ -69,6 +71,7 @@ impl ProblemKind {
         ProblemKind::ContractViolation,
         ProblemKind::BodyTooLarge,
         ProblemKind::ResponseTooLarge,
+        ProblemKind::NotAcceptable,
     ];
 
     pub fn status(self) -> u16 {
@@ -79,6 +82,7 @@ impl ProblemKind {
             | ProblemKind::UnsupportedVersion
             | ProblemKind::MalformedCaller
             | ProblemKind::MalformedBody => 400,
+            ProblemKind::NotAcceptable => 406,
             ProblemKind::IncompatibleCaller => 409,
             ProblemKind::BodyTooLarge => 413,
             ProblemKind::ContractViolation => 422,
@@ -98,9 +102,9 @@ impl ProblemKind {
             | ProblemKind::MalformedBody
             | ProblemKind::ContractViolation => 3, // INVALID_ARGUMENT
             ProblemKind::BodyTooLarge | ProblemKind::ResponseTooLarge => 8, // RESOURCE_EXHAUSTED
-            ProblemKind::UnsupportedVersion | ProblemKind::VersionGone => 12, // UNIMPLEMENTED
-            ProblemKind::IncompatibleCaller => 9,                           // FAILED_PRECONDITION
-            ProblemKind::NoCompatibleDeployment => 14,                      // UNAVAILABLE
+            ProblemKind::UnsupportedVersion | ProblemKind::VersionGone | ProblemKind::NotAcceptable => 12, // UNIMPLEMENTED
+            ProblemKind::IncompatibleCaller => 9,      // FAILED_PRECONDITION
+            ProblemKind::NoCompatibleDeployment => 14, // UNAVAILABLE
         }
     }
 
@@ -118,6 +122,7 @@ impl ProblemKind {
             ProblemKind::ContractViolation => "contract-violation",
             ProblemKind::BodyTooLarge => "body-too-large",
             ProblemKind::ResponseTooLarge => "response-too-large",
+            ProblemKind::NotAcceptable => "not-acceptable",
         }
     }
 
@@ -135,6 +140,7 @@ impl ProblemKind {
             ProblemKind::ContractViolation => "Body breaks the version's contract",
             ProblemKind::BodyTooLarge => "Body too large",
             ProblemKind::ResponseTooLarge => "Response too large to change back",
+            ProblemKind::NotAcceptable => "No acceptable API version",
         }
     }
 }

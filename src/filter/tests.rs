@@ -15,6 +15,8 @@
 //!   then the normal request after them, the non-UTF-8 and the oversized version.
 //! - tests/test_traffic.py: the route key and sticky number each test's requests get (the same
 //!   60 and 200 clients).
+//! - tests/test_lenient.py: its tables [`NEGOTIATED`] (9 rows), [`NOT_ACCEPTABLE`] (3),
+//!   [`DECODED`] (4) and [`UNREADABLE`] (4), and the request of its one other test.
 //!
 //! What each row asserts, as the e2e test does: who may answer (the service and versions behind
 //! the route key the filter wrote), the `:path` and `x-api-version` the upstream sees, that no
@@ -837,4 +839,107 @@ fn e2e_traffic_raising_the_weight() {
         previous = on_new;
     }
     assert_eq!(previous.len(), clients.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_lenient.py, over examples/catalog.json at the edge.
+// Envoy's share: the second protocol (the same header map; two Accept lines stay two
+// entries in it), the Accept and query the upstream sees as sent, and the upstream
+// cluster counters that show a refused request went nowhere.
+
+/// test_accept_picks_the_preferred_served_version's `NEGOTIATED`: the Accept lines, versions
+/// that may answer, x-api-version the upstream sees.
+type NegotiatedRow<'a> = (Headers<'a>, &'a [&'a str], &'a str);
+const NEGOTIATED: &[NegotiatedRow] = &[
+    // Browsers and HTTP libraries name no version: the default, the 1.x line.
+    (
+        &[("accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8")],
+        &["1.4.0"],
+        "1",
+    ),
+    (&[("accept", b"*/*")], &["1.4.0"], "1"),
+    (&[("accept", b"application/json, text/plain, */*")], &["1.4.0"], "1"),
+    // The version the client weighs most among those served.
+    (&[("accept", b"application/vnd.acme.v2+json; q=0.5, application/vnd.acme.v1+json")], &["1.4.0"], "1"),
+    (
+        &[("accept", b"application/vnd.acme.v3+json, application/vnd.acme.v2.1+json;q=0.9, */*;q=0.1")],
+        &["2.1.0"],
+        "2.1",
+    ),
+    (&[("accept", b"application/json; version=1; q=0.2, application/json; version=2; q=0.8")], V2_LINE, "2"),
+    // Equal weights keep the order sent; q=0 is never taken.
+    (&[("accept", b"application/vnd.acme.v2+json, application/vnd.acme.v1+json")], V2_LINE, "2"),
+    (&[("accept", b"application/vnd.acme.v2+json;q=0, application/vnd.acme.v1+json;q=0.1")], &["1.4.0"], "1"),
+    // Two Accept lines are one list.
+    (
+        &[("accept", b"application/vnd.acme.v1+json;q=0.4"), ("accept", b"application/vnd.acme.v2.1+json;q=0.6")],
+        &["2.1.0"],
+        "2.1",
+    ),
+];
+
+/// test_nothing_acceptable_is_406's `NOT_ACCEPTABLE`: the Accept lines, and the answer's
+/// `acceptable_versions`.
+const NOT_ACCEPTABLE: &[(Headers, &str)] = &[
+    (&[("accept", b"application/vnd.acme.v3+json")], r#"["3"]"#),
+    (
+        &[("accept", b"application/vnd.acme.v3+json, application/vnd.acme.v2.2+json;q=0.5, */*;q=0.1")],
+        r#"["3", "2.2"]"#,
+    ),
+    (&[("accept", b"application/vnd.acme.v1+json;q=0")], "[]"),
+];
+
+/// test_query_values_are_percent_decoded's `DECODED`: the query, versions that may answer,
+/// the path and x-api-version the upstream sees.
+const DECODED: &[(&str, &[&str], &str, &str)] = &[
+    ("api-version=2%2E1", &["2.1.0"], "/register", "2.1"),
+    ("%61%70%69%2D%76%65%72%73%69%6F%6E=%32%2E%31", &["2.1.0"], "/register", "2.1"),
+    ("api%2Dversion=2&q=a%20b+c", V2_LINE, "/register?q=a%20b+c", "2"),
+    ("api-version=+2.1", &["2.1.0"], "/register", "2.1"),
+];
+
+/// test_unreadable_values_are_a_precise_400's `UNREADABLE`: the path and headers, and what
+/// the detail names.
+const UNREADABLE: &[(&str, Headers, &[&str])] = &[
+    ("/register?api-version=2%G1", &[], &["\"2%G1\"", "\"%G1\"", "percent-decoded"]),
+    ("/register?api-version=2%", &[], &["\"2%\"", "\"%\""]),
+    ("/register?api-version=2%2B1", &[], &["\"2%2B1\"", "not a version"]),
+    ("/register", &[("accept", b"application/vnd.acme.v2+json;q=.5")], &["\"v2\"", "q=\".5\"", "not a q-value"]),
+];
+
+#[test]
+fn e2e_lenient_accept() {
+    let c = demo();
+    for (headers, versions, version) in NEGOTIATED {
+        let test = "test_accept_picks_the_preferred_served_version";
+        let host = send(test, &[&c], post("/register", headers), &upstream("user", versions, "/register", version));
+        let sent: Vec<String> = headers.iter().map(|(_, v)| String::from_utf8_lossy(v).into_owned()).collect();
+        let left: Vec<String> = host
+            .headers
+            .iter()
+            .filter(|(name, _)| name == "accept")
+            .map(|(_, v)| String::from_utf8_lossy(v).into())
+            .collect();
+        assert_eq!(left, sent, "Accept is left as sent");
+    }
+    for (headers, acceptable) in NOT_ACCEPTABLE {
+        let members = format!(r#"{{"acceptable_versions": {acceptable}, "title": "No acceptable API version"}}"#);
+        let want = Refusal { members: &members, detail: &["Accept header"], ..refusal(406, "not-acceptable", None) };
+        send("test_nothing_acceptable_is_406", &[&c], post("/register", headers), &Want::Problem(want));
+    }
+    let default = upstream("user", &["1.4.0"], "/register", "1");
+    send("test_a_library_default_accept_gets_the_default", &[&c], post("/register", &[("accept", b"*/*")]), &default);
+}
+
+#[test]
+fn e2e_lenient_query_and_unreadable() {
+    let c = demo();
+    for (query, versions, path, version) in DECODED {
+        let host = post(&format!("/register?{query}"), &[]);
+        send("test_query_values_are_percent_decoded", &[&c], host, &upstream("user", versions, path, version));
+    }
+    for (path, headers, detail) in UNREADABLE {
+        let want = Refusal { detail, ..refusal(400, "malformed-version", None) };
+        send("test_unreadable_values_are_a_precise_400", &[&c], post(path, headers), &Want::Problem(want));
+    }
 }

@@ -17,7 +17,7 @@ use crate::config::{Catalog, Deployment, Service, OWNED_HEADER_PREFIX};
 use crate::data::BODY_HEADER;
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
-use crate::sources::{query_pairs, Source};
+use crate::sources::{names_param, query_pairs, Source};
 use crate::sticky::{bucket, STICKY_HEADER};
 use crate::version::RequestedVersion;
 use requested::{default_version, find_versions, requested_version, Found};
@@ -294,7 +294,7 @@ fn canonical_path(service: &Service, request: &Request<'_>, found: &[Found<'_>])
         let kept: Vec<&[u8]> = if strip_query {
             query
                 .split(|b| *b == b'&')
-                .filter(|pair| query_pairs(pair).all(|(key, _)| key != service.query_param.as_bytes()))
+                .filter(|pair| query_pairs(pair).all(|(key, _)| !names_param(key, &service.query_param)))
                 .collect()
         } else {
             vec![query]

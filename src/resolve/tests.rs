@@ -374,3 +374,162 @@ fn writes_the_version_header_only_when_it_changes() {
     assert_eq!(writes(&[("x-api-version", b"2"), ("x-api-version", b"2")]), 1, "a repeated header becomes one");
     assert_eq!(writes(&[]), 1, "the default applied");
 }
+
+#[test]
+fn accept_is_a_preference_list() {
+    let c = demo();
+    let default = || seen("user-v1", "1", None);
+    let v2 = || seen("user-v2", "2", None);
+    let v1 = || seen("user-v1", "1", None);
+    type Case<'a> = (&'a [&'a [u8]], Result<Seen, ProblemKind>);
+    let cases: Vec<Case> = vec![
+        // As browsers and HTTP libraries send it, naming no version: the default.
+        (&[b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"], default()),
+        (&[b"*/*"], default()),
+        (&[b"application/json, text/plain, */*"], default()),
+        // The highest weight among the versions served.
+        (&[b"application/vnd.acme.v2+json; q=0.5, application/vnd.acme.v1+json"], v1()),
+        (
+            &[b"application/vnd.acme.v1+json;q=0.2, application/vnd.acme.v2.1+json;q=0.9"],
+            seen("user-2.1.0", "2.1", None),
+        ),
+        (&[b"application/json;version=1;q=0.9, application/json;version=2;q=0.95"], v2()),
+        // Preferences no deployment serves are passed over.
+        (&[b"application/vnd.acme.v3+json, application/vnd.acme.v2+json;q=0.8"], v2()),
+        (&[b"application/vnd.acme.v2.2+json, application/json;version=2.1;q=0.5"], seen("user-2.1.0", "2.1", None)),
+        // Equal weights: the order sent.
+        (&[b"application/vnd.acme.v2+json, application/vnd.acme.v1+json"], v2()),
+        (&[b"application/vnd.acme.v1+json;q=0.5, application/vnd.acme.v2+json;q=0.500"], v1()),
+        // q=0 is "not acceptable", even for the only version served.
+        (&[b"application/vnd.acme.v2+json;q=0, application/vnd.acme.v1+json;q=0.001"], v1()),
+        // Several Accept lines are one list.
+        (&[b"application/vnd.acme.v1+json;q=0.4", b"application/vnd.acme.v2+json;q=0.6"], v2()),
+        // Other vendors' types and ranges without a version take no part, whatever their weight.
+        (&[b"application/vnd.other.v9+json, application/vnd.acme.v2+json;q=0.1"], v2()),
+        (&[b"text/html;q=high, application/vnd.acme.v2+json"], v2()),
+        // Nothing it accepts is served: 406, even beside a wildcard.
+        (&[b"application/vnd.acme.v3+json"], Err(ProblemKind::NotAcceptable)),
+        (
+            &[b"application/vnd.acme.v3+json, application/vnd.acme.v2.2+json;q=0.5, */*;q=0.1"],
+            Err(ProblemKind::NotAcceptable),
+        ),
+        (&[b"application/vnd.acme.v2+json;q=0"], Err(ProblemKind::NotAcceptable)),
+        (&[b"application/vnd.acme.v1+json;q=0, application/vnd.acme.v2+json;q=0.000"], Err(ProblemKind::NotAcceptable)),
+        // An unreadable version or weight on a range that names a version: 400.
+        (&[b"application/vnd.acme.v2+json;q=.5"], Err(ProblemKind::MalformedVersion)),
+        (&[b"application/vnd.acme.v2+json;q=1.5, */*"], Err(ProblemKind::MalformedVersion)),
+        (&[b"application/vnd.acme.v1+json, application/json;version=next;q=0.1"], Err(ProblemKind::MalformedVersion)),
+        (&[b"application/vnd.acme.v1+json, application/vnd.acme.v2x+json;q=0"], Err(ProblemKind::MalformedVersion)),
+    ];
+    for (accept, want) in cases {
+        let extra: Vec<(&str, &[u8])> = accept.iter().map(|value| ("accept", *value)).collect();
+        assert_eq!(forward(&c, "/register", &extra), want, "{extra:?}");
+    }
+}
+
+#[test]
+fn accept_stands_for_its_pick_beside_other_sources() {
+    let c = demo();
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], Result<Seen, ProblemKind>);
+    let cases: &[Case] = &[
+        // The pick agrees with the header: one request, the header's form.
+        (
+            "/register",
+            &[("x-api-version", b"2"), ("accept", b"application/vnd.acme.v1+json;q=0.5, application/vnd.acme.v2+json")],
+            seen("user-v2", "2", None),
+        ),
+        // The pick disagrees: a conflict between sources, as before.
+        (
+            "/register",
+            &[("x-api-version", b"2"), ("accept", b"application/vnd.acme.v1+json, application/vnd.acme.v2+json;q=0.5")],
+            Err(ProblemKind::VersionConflict),
+        ),
+        ("/v2/register", &[("accept", b"application/vnd.acme.v3+json")], Err(ProblemKind::VersionConflict)),
+        // They agree on a version nothing serves, or the header's version is refused: 406.
+        (
+            "/register",
+            &[("x-api-version", b"3"), ("accept", b"application/vnd.acme.v3+json")],
+            Err(ProblemKind::NotAcceptable),
+        ),
+        (
+            "/register",
+            &[("x-api-version", b"2"), ("accept", b"application/vnd.acme.v2+json;q=0")],
+            Err(ProblemKind::NotAcceptable),
+        ),
+    ];
+    for (path, extra, want) in cases {
+        assert_eq!(forward(&c, path, extra), *want, "{path} {extra:?}");
+    }
+}
+
+#[test]
+fn a_406_names_what_the_client_accepts() {
+    let c = demo();
+    let accept: &[u8] =
+        b"application/vnd.acme.v3+json, application/vnd.acme.v2.2+json;q=0.25, application/vnd.acme.v1+json;q=0";
+    let h = headers("/register", &[("accept", accept)]);
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not rejected") };
+    assert_eq!((problem.status(), problem.kind.grpc_code()), (406, 12));
+    let body: serde_json::Value = serde_json::from_slice(&problem.body()).unwrap();
+    assert_eq!(body["type"], "urn:meshver:problem:not-acceptable");
+    assert_eq!(body["title"], "No acceptable API version");
+    assert_eq!(body["status"], 406);
+    assert_eq!(body["acceptable_versions"], serde_json::json!(["3", "2.2"]));
+    assert_eq!(body.get("requested_version"), None);
+    assert_eq!(
+        body["detail"],
+        "No deployment of user serves a version the Accept header accepts: 3 (q=1), 2.2 (q=0.25). \
+         Deployed: 1.4.0, 2.0.3, 2.1.0."
+    );
+    let h = headers("/register", &[("accept", b"application/vnd.acme.v1+json;q=0")]);
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not rejected") };
+    assert_eq!(
+        problem.detail,
+        "The Accept header refuses (q=0) every version of user it names. Deployed: 1.4.0, 2.0.3, 2.1.0."
+    );
+}
+
+#[test]
+fn query_values_are_percent_decoded() {
+    let c = demo();
+    let cases: &[(&str, Result<Seen, ProblemKind>)] = &[
+        ("/register?api-version=2%2E1", seen("user-2.1.0", "2.1", Some("/register"))),
+        ("/register?api-version=%76%32", seen("user-v2", "2", Some("/register"))),
+        // The key is decoded too, and the other parameters are kept as sent.
+        ("/register?api%2Dversion=2&q=a%20b+c", seen("user-v2", "2", Some("/register?q=a%20b+c"))),
+        // `+` is a space, as in every server framework's query reader; `%2B` is a plus.
+        ("/register?api-version=+2+", seen("user-v2", "2", Some("/register"))),
+        ("/register?api-version=2%2B1", Err(ProblemKind::MalformedVersion)),
+        // Equal once decoded: one version.
+        ("/register?api-version=2%2e1&api-version=2.1", seen("user-2.1.0", "2.1", Some("/register"))),
+        ("/register?api-version=2%2E1&api-version=2", Err(ProblemKind::VersionConflict)),
+        // A broken escape in the version is refused; elsewhere it is not the filter's business.
+        ("/register?api-version=2%G1", Err(ProblemKind::MalformedVersion)),
+        ("/register?api-version=2%", Err(ProblemKind::MalformedVersion)),
+        ("/register?api-version=%FF", Err(ProblemKind::MalformedVersion)),
+        ("/register?note=100%&api-version=2", seen("user-v2", "2", Some("/register?note=100%"))),
+        ("/register?api-version%=2", seen("user-v1", "1", None)),
+    ];
+    for (path, want) in cases {
+        assert_eq!(forward(&c, path, &[]), *want, "{path}");
+    }
+}
+
+#[test]
+fn a_broken_escape_is_named() {
+    let c = demo();
+    let h = headers("/register?api-version=2%G1", &[]);
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not rejected") };
+    assert_eq!(
+        problem.detail,
+        "The query parameter api-version gives \"2%G1\", which cannot be percent-decoded: \"%G1\" is not a % \
+         followed by two hex digits."
+    );
+    let h = headers("/register", &[("accept", b"application/vnd.acme.v2+json;q=0.75.")]);
+    let Outcome::Reject(problem) = decide(&c, &Request::new(&h), 0).outcome else { panic!("not rejected") };
+    assert_eq!(
+        problem.detail,
+        "The Accept header gives \"v2\" with the weight q=\"0.75.\", which is not a q-value (0 to 1, at most \
+         three decimals)."
+    );
+}
