@@ -102,7 +102,7 @@ bench: build cli venv
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
 	cargo run --quiet -p meshver-trim-exports -- target/$(WASM_TARGET)/release/meshver_bench_empty_filter.wasm
 	cargo build --release -p meshver-bench-openloop
-	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm
+	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm -p meshver-bench-body-wasm
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-body cargo bench --manifest-path bench/body/Cargo.toml
 	$(VENV)/bin/python bench/run.py

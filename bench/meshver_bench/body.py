@@ -5,9 +5,11 @@ proxied with no body work and against Envoy's own transform filter (bench/body.j
   T   transform: Envoy's `envoy.filters.http.transform` doing the nearest equivalent of the one
       step 3 → 4, a rename of a top-level member both ways: its MERGE can add the new member
       with the old one's value, not remove the old one
+  H0  meshver's header filter alone (the body filter left out of what `meshver render envoy`
+      writes), a client of 4: what the header filter costs with these bodies
   H   meshver, no body work: meshver's two filters as `meshver render envoy` writes them for
       the body catalog, a client of 4 (deployed: no plan, no mark, so `match_delegate` skips
-      the body filter without entering its VM)
+      the body filter's callbacks); against H0, what the body filter costs a request it skips
   M1  meshver, one step: a client of 3 (3 → 4 on the way in, 4 → 3 on the way out)
   M3  meshver, three steps: a client of 1 (1 → 2 → 3 → 4, and back)
 
@@ -32,9 +34,11 @@ from .measure import BURSTS
 sys.path.insert(0, str(ROOT / "examples/services"))
 import service  # noqa: E402  (the example upstream: its handler reads bodies, chunked or not)
 
-BODY_ARMS = ["P", "T", "H", "M1", "M3"]
-BODY_ARM_NAMES = {"P": "plain", "T": "transform", "H": "meshver, no body work",
-                  "M1": "meshver, 1 step", "M3": "meshver, 3 steps"}
+BODY_ARMS = ["P", "T", "H0", "H", "M1", "M3"]
+BODY_ARM_NAMES = {"P": "plain", "T": "transform", "H0": "meshver header filter alone",
+                  "H": "meshver, no body work", "M1": "meshver, 1 step", "M3": "meshver, 3 steps"}
+# The name `meshver render envoy` gives the body filter's entry in http_filters.
+BODY_FILTER_NAME = "meshver-body"
 HOST = "bench.local"
 
 
@@ -57,8 +61,8 @@ class Spec:
         self.sizes = [s["name"] for s in self.data["sizes"]]
         self.upstream_version = self.data["upstream_version"]
         steps = {c["steps"]: c["version"] for c in self.data["clients"]}
-        self.client_version = {"P": steps[1], "T": steps[1], "H": self.upstream_version, "M1": steps[1],
-                               "M3": steps[3]}
+        self.client_version = {"P": steps[1], "T": steps[1], "H0": self.upstream_version,
+                               "H": self.upstream_version, "M1": steps[1], "M3": steps[3]}
         count = {s["name"]: s["count"] for s in self.data["sizes"]}
         self.orders = {(version, size): order(self.data["shapes"][version], count[size])
                        for version in {*self.client_version.values()} for size in self.sizes}
@@ -123,10 +127,11 @@ def upstream_config(admin_port, port, spec):
 class BodyArms:
     """The front Envoy config of each body arm, in front of an upstream on `upstream_port`.
 
-    Arms H, M1 and M3 run what `meshver render envoy` writes for the body catalog; P and T are
-    the same bootstrap with meshver's filters and routes replaced (the router alone, or the
-    transform filter and the router, routing every request to the upstream), so that every
-    other setting (buffer limits, stats flush, runtime) is the same in every arm."""
+    Arms H, M1 and M3 run what `meshver render envoy` writes for the body catalog; H0 the same
+    without the body filter; P and T the same bootstrap with meshver's filters and routes
+    replaced (the router alone, or the transform filter and the router, routing every request
+    to the upstream), so that every other setting (buffer limits, stats flush, runtime) is the
+    same in every arm."""
 
     def __init__(self, spec, wasm, body_wasm, work):
         self.spec, self.wasm, self.body_wasm = spec, wasm, body_wasm
@@ -144,6 +149,12 @@ class BodyArms:
         if arm in ("H", "M1", "M3"):
             return bootstrap
         manager = catalog.hcm_of(bootstrap)
+        if arm == "H0":
+            kept = [f for f in manager["http_filters"] if f["name"] != BODY_FILTER_NAME]
+            if len(kept) == len(manager["http_filters"]):
+                sys.exit(f"`meshver render envoy` wrote no filter named {BODY_FILTER_NAME} for the body catalog")
+            manager["http_filters"] = kept
+            return bootstrap
         router = manager["http_filters"][-1]
         filters = [transform_filter(*self.spec.renamed_member())] if arm == "T" else []
         manager["http_filters"] = filters + [copy.deepcopy(router)]
@@ -191,7 +202,7 @@ def expected(spec, arm, size):
     filter writes the body (its member order and number format are its own)."""
     client, upstream = spec.client_body(arm, size), spec.upstream_body(size)
     version = spec.client_version[arm]
-    if arm in ("P", "H"):
+    if arm in ("P", "H0", "H"):
         return client, upstream, version
     if arm == "T":
         old, new = spec.renamed_member()

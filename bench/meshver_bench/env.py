@@ -22,6 +22,7 @@ BODY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_body.wasm"
 BODY_SPEC = ROOT / "bench/body.json"
 EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.wasm"
 DECIDE_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_decide_wasm.wasm"
+BODY_WASM_BENCH = ROOT / "target/wasm32-wasip1/release/meshver_bench_body_wasm.wasm"
 OPENLOOP = ROOT / "target/release/openloop"
 # The operator CLI `make bench` builds; MESHVER_CLI=path uses another (as in the e2e tests).
 MESHVER_CLI = Path(os.environ.get("MESHVER_CLI") or ROOT / "target/release/meshver")

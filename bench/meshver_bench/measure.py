@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from .arms import url_of
-from .env import CRITERION, DECIDE_WASM, ENVOY_CPU, LOADGEN_CPU, OPENLOOP, ROOT, harness, run, start_envoy
+from .env import (BODY_WASM_BENCH, CRITERION, DECIDE_WASM, ENVOY_CPU, LOADGEN_CPU, OPENLOOP, ROOT, harness, run,
+                  start_envoy)
 
 # The fixed-count CPU run of each round is sent in this many bursts, alternating between arms.
 BURSTS = 8
@@ -218,14 +219,34 @@ def criterion_median_ns(bench_dir):
     return json.loads(estimates.read_text())["median"]["point_estimate"]
 
 
-def decide_in_v8():
-    """bench/decide-wasm timed by node (V8): the decision path inside the VM, no host calls.
-    None without node or the module."""
+def in_v8(module, calls):
+    """Functions of a module compiled from meshver's core, timed by node (V8) with bench/v8.mjs:
+    {label: ns per unit}. calls: [{"label", "fn", "args", "rounds"}]. None without node or the
+    module."""
     node = shutil.which("node")
-    if not node or not DECIDE_WASM.exists():
+    if not node or not module.exists():
         return None
-    done = run(["taskset", "-c", ENVOY_CPU, node, str(ROOT / "bench/decide-wasm/run.mjs"), str(DECIDE_WASM)], 120)
+    done = run(["taskset", "-c", ENVOY_CPU, node, str(ROOT / "bench/v8.mjs"), str(module), json.dumps(calls)], 300)
     try:
         return json.loads(done.stdout)
     except ValueError:
         return None
+
+
+def decide_in_v8():
+    """bench/decide-wasm in V8: the decision path inside the VM, no host calls."""
+    return in_v8(DECIDE_WASM, [{"label": f"{fn}_ns_per_request", "fn": fn, "rounds": 20000}
+                               for fn in ("bench_decide", "bench_decide_with_map")])
+
+
+def body_in_v8(spec):
+    """bench/body-wasm in V8: the data engine inside the VM on the body arms' bodies, no host
+    calls. {"<steps>-<size>": ns per request (plan, request upgrade, response walk-back)}."""
+    calls = []
+    for c, client in enumerate(spec.data["clients"]):
+        for s, size in enumerate(spec.data["sizes"]):
+            # About 50 ms per timed call, from the engine's ~200 MB/s natively.
+            rounds = max(4, 25_000_000 // (2 * size["bytes"] * 5))
+            calls.append({"label": f"{client['steps']}-{size['name']}", "fn": "bench_body", "args": [c, s],
+                          "rounds": rounds})
+    return in_v8(BODY_WASM_BENCH, calls)

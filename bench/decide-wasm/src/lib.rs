@@ -1,5 +1,5 @@
 //! `Request::new` + `decide` over the benchmark's mix, compiled for wasm32-wasip1 and called
-//! from node (V8, the engine Envoy runs meshver.wasm on) by bench/decide-wasm/run.mjs. No
+//! from node (V8, the engine Envoy runs meshver.wasm on) by bench/v8.mjs. No
 //! host calls happen here: the time is meshver's own work inside the VM. The module also
 //! carries meshver's proxy-wasm entry points, never called.
 
