@@ -132,6 +132,9 @@ enum RenderCommand {
         /// Label of the workloads that run the filter, KEY=VALUE (repeatable; default: all).
         #[arg(long, value_name = "KEY=VALUE", value_parser = flags::label)]
         selector: Vec<(String, String)>,
+        /// What a sidecar does once the filter's VM has failed (the WasmPlugins' failStrategy).
+        #[arg(long, value_enum, default_value_t)]
+        failure_policy: mesh::FailurePolicy,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -158,9 +161,17 @@ fn run(command: Command) -> Outcome {
         Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to }) => {
             commands::render::envoy(&mesh, wasm_relative_to, output.as_deref())
         }
-        Command::Render(RenderCommand::Istio { catalog, namespace, image, body_image, selector, output }) => {
-            let options =
-                render::istio::IstioOptions { namespace, image, body_image, selector: selector.into_iter().collect() };
+        Command::Render(RenderCommand::Istio {
+            catalog,
+            namespace,
+            image,
+            body_image,
+            selector,
+            failure_policy,
+            output,
+        }) => {
+            let selector = selector.into_iter().collect();
+            let options = render::istio::IstioOptions { namespace, image, body_image, selector, failure_policy };
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Status { envoy, json } => commands::status::run(&envoy, json),

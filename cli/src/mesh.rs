@@ -21,6 +21,46 @@ pub struct Mesh {
     /// Route key of a deployment (its cluster name) → `host:port` of its upstream.
     pub endpoints: BTreeMap<String, String>,
     pub listeners: Vec<MeshListener>,
+    /// What Envoy does when a filter's VM fails while serving. Default: closed.
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+/// What the proxy does with requests once a filter's VM has failed (trapped) while serving:
+/// Envoy's `failure_policy`, Istio's `failStrategy`. A VM that cannot start (a catalog refused,
+/// a module that does not load) is refused under every policy: the proxy keeps its old config,
+/// or does not start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Every request the failed VM would see is answered 503, until the proxy restarts or gets
+    /// new config: no request escapes version policy.
+    #[default]
+    Closed,
+    /// The failed filter is skipped: requests go on as if it were not there, unchecked.
+    Open,
+    /// Fail closed, and reload the VM (after a backoff from 1 s); once it is up, serve again.
+    Reload,
+}
+
+impl FailurePolicy {
+    /// Envoy's `envoy.extensions.wasm.v3.FailurePolicy` value.
+    pub fn envoy(self) -> &'static str {
+        match self {
+            FailurePolicy::Closed => "FAIL_CLOSED",
+            FailurePolicy::Open => "FAIL_OPEN",
+            FailurePolicy::Reload => "FAIL_RELOAD",
+        }
+    }
+
+    /// Istio's `WasmPlugin.spec.failStrategy` value.
+    pub fn istio(self) -> &'static str {
+        match self {
+            FailurePolicy::Closed => "FAIL_CLOSE",
+            FailurePolicy::Open => "FAIL_OPEN",
+            FailurePolicy::Reload => "FAIL_RELOAD",
+        }
+    }
 }
 
 /// One listener: the filter with a catalog, then either routes by route key or a single
@@ -122,5 +162,26 @@ mod tests {
         assert!(socket_address("127.0.0.1", "admin").is_err());
         assert!(socket_address(":80", "admin").is_err());
         assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+    }
+
+    #[test]
+    fn failure_policy_is_closed_unless_the_mesh_file_says_otherwise() {
+        let mesh = |extra: &str| {
+            serde_json::from_str::<Mesh>(&format!(
+                r#"{{"admin":"127.0.0.1:9901","wasm":"m.wasm","endpoints":{{}},"listeners":[]{extra}}}"#
+            ))
+        };
+        assert_eq!(mesh("").unwrap().failure_policy, FailurePolicy::Closed);
+        let policies = [
+            ("closed", "FAIL_CLOSED", "FAIL_CLOSE"),
+            ("open", "FAIL_OPEN", "FAIL_OPEN"),
+            ("reload", "FAIL_RELOAD", "FAIL_RELOAD"),
+        ];
+        for (written, envoy, istio) in policies {
+            let policy = mesh(&format!(r#","failure_policy":"{written}""#)).unwrap().failure_policy;
+            assert_eq!((policy.envoy(), policy.istio()), (envoy, istio));
+        }
+        let refused = mesh(r#","failure_policy":"FAIL_OPEN""#).unwrap_err().to_string();
+        assert!(refused.contains("expected one of `closed`, `open`, `reload`"), "{refused}");
     }
 }

@@ -3,7 +3,7 @@
 use super::{buffer_limit, compact_json, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, load_file_with, runtime_prefix};
 use crate::fail::{Fail, Outcome};
-use crate::mesh::{socket_address, MeshFile};
+use crate::mesh::{socket_address, FailurePolicy, MeshFile};
 use meshver::config::Deployment;
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use serde_json::{json, Value};
@@ -93,7 +93,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "request_headers_to_remove": strip,
                 "routes": routes,
             }]},
-            "http_filters": http_filters(&listener.name, &wasm, listener_limit.map(|_| body_wasm.as_path()), &catalog.text),
+            "http_filters": http_filters(&listener.name, &wasm, listener_limit.map(|_| body_wasm.as_path()), &catalog.text, mesh.failure_policy),
         });
         let mut rendered = json!({
             "name": listener.name,
@@ -155,10 +155,16 @@ fn module_path(path: PathBuf, wasm_path: &WasmPath) -> Outcome<PathBuf> {
 /// The header filter; with `body_wasm` (a catalog with a `data` section), the body filter,
 /// which Envoy's `match_delegate` skips (without entering its VM) unless the header filter
 /// marked the request with `x-meshver-body`; then the router.
-fn http_filters(listener: &str, wasm: &Path, body_wasm: Option<&Path>, catalog: &[u8]) -> Value {
-    let mut filters = vec![wasm_filter(listener, "meshver", wasm, catalog)];
+fn http_filters(
+    listener: &str,
+    wasm: &Path,
+    body_wasm: Option<&Path>,
+    catalog: &[u8],
+    failure: FailurePolicy,
+) -> Value {
+    let mut filters = vec![wasm_filter(listener, "meshver", wasm, catalog, failure)];
     if let Some(body_wasm) = body_wasm {
-        let body = wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog);
+        let body = wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog, failure);
         filters.push(json!({
             "name": "meshver-body",
             "typed_config": {
@@ -183,7 +189,7 @@ fn http_filters(listener: &str, wasm: &Path, body_wasm: Option<&Path>, catalog: 
     Value::Array(filters)
 }
 
-fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8]) -> Value {
+fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8], failure: FailurePolicy) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -200,6 +206,8 @@ fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8]) -> Va
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": compact_json(catalog),
                 },
+                // Always written: left out, the policy would be whatever this Envoy defaults to.
+                "failure_policy": failure.envoy(),
             },
         },
     })

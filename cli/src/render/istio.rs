@@ -6,6 +6,7 @@ use super::buckets::bucket_regex;
 use super::{buffer_limit, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, CatalogFile};
 use crate::fail::{Fail, Outcome};
+use crate::mesh::FailurePolicy;
 use meshver::config::{Deployment, Service};
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use serde_json::{json, Value};
@@ -21,6 +22,8 @@ pub struct IstioOptions {
     pub body_image: Option<String>,
     /// `key=value` labels of the workloads that run the filter (the callers); none = all.
     pub selector: BTreeMap<String, String>,
+    /// What the sidecar does once the filter's VM has failed.
+    pub failure_policy: FailurePolicy,
 }
 
 /// The header filter's file name, which a default body module URL replaces.
@@ -44,7 +47,7 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "url": url,
             "phase": "AUTHN",
             "priority": priority,
-            "failStrategy": "FAIL_CLOSE",
+            "failStrategy": options.failure_policy.istio(),
             "pluginName": plugin_name,
             "type": "HTTP",
             // The route is chosen where the request leaves: at the gateway or the caller's
@@ -254,6 +257,7 @@ mod tests {
             image: image.to_owned(),
             body_image: body_image.map(str::to_owned),
             selector: Default::default(),
+            failure_policy: Default::default(),
         }
     }
 
