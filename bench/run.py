@@ -64,7 +64,8 @@ def parse_args():
     p.add_argument("--check-only", action="store_true", help="check every arm's answers, no timing")
     p.add_argument("--report", type=Path, help="only re-render the results of a saved run (bench/results/latest.json)")
     p.add_argument("--arms", default=",".join(ARMS), help="arms to run (A is always run: ratios need it)")
-    p.add_argument("--meshver-wasm", type=Path, default=None, help="another build of the filter, to compare")
+    p.add_argument("--meshver-wasm", type=Path, default=None,
+                   help="another build of the filter, to compare (the body arms take the meshver_body.wasm beside it)")
     p.add_argument("--only", choices=PARTS, help="run only the header arms (A, B, C0, C) or only the body arms")
     p.add_argument("--body-connections", type=int, default=4,
                    help="connections of the body arms' load (few: wrk's stop cuts off one request per connection)")
@@ -179,7 +180,7 @@ def main():
         return report.publish(json.loads(args.report.read_text()), write=args.report.name == "latest.json")
     wasm = (args.meshver_wasm or MESHVER_WASM).resolve()
     body_wasm = wasm.with_name(BODY_WASM.name)
-    parts = (args.only,) if args.only else PARTS
+    parts = (args.only,) if args.only else ("header",) if args.by_kind else PARTS
     arms = [a for a in ARMS if a == "A" or a in args.arms.split(",")] if "header" in parts else []
     needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI), "body": (wasm, body_wasm, MESHVER_CLI)}
     for path in {p for part in parts for p in needed[part]}:
