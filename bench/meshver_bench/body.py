@@ -64,14 +64,14 @@ class Spec:
         self.client_version = {"P": steps[1], "T": steps[1], "H0": self.upstream_version,
                                "H": self.upstream_version, "M1": steps[1], "M3": steps[3]}
         count = {s["name"]: s["count"] for s in self.data["sizes"]}
-        self.orders = {(version, size): order(self.data["shapes"][version], count[size])
+        self.bodies = {(version, size): compact(order(self.data["shapes"][version], count[size]))
                        for version in {*self.client_version.values()} for size in self.sizes}
 
     def path(self, size):
         return f"{self.data['path']}/{size}"
 
     def body(self, version, size):
-        return compact(self.orders[(version, size)])
+        return self.bodies[(version, size)]
 
     def client_body(self, arm, size):
         return self.body(self.client_version[arm], size)
