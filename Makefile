@@ -76,7 +76,7 @@ test-envoys: build venv
 	for version in $(ENVOY_VERSIONS); do echo "$$version: $$(tail -n 1 target/test-envoys/$$version.log)"; done; \
 	exit $$failed
 
-demo: build venv
+demo: build venv envoy
 	$(VENV)/bin/python examples/demo.py
 
 # On a fresh machine with only rustup: the components and the target it needs come first.
