@@ -62,7 +62,7 @@ test:
 	$(MAKE) --no-print-directory build venv envoy
 	$(VENV)/bin/python -m pytest tests
 
-# The end-to-end tests against every release in ENVOY_VERSIONS in turn (about 1.5 minutes each),
+# The end-to-end tests against every release in ENVOY_VERSIONS in turn (1.5 to 2.5 minutes each),
 # then one line per release; fails if any release failed.
 test-envoys: SHELL := /bin/bash
 test-envoys: build venv
