@@ -5,6 +5,8 @@
 /// A deployment's lifecycle, compiled: instants in unix seconds, headers ready to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lifecycle {
+    /// From this instant on the version is deprecated (counted as deprecated use).
+    pub deprecated_at: Option<i64>,
     /// After this instant the version is gone (410).
     pub sunset_at: Option<i64>,
     /// The version clients should move to, named in the 410 answer.
@@ -30,7 +32,12 @@ impl Lifecycle {
         if let Some(url) = link {
             response_headers.push(("link", format!("<{url}>; rel=\"successor-version\"")));
         }
-        Lifecycle { sunset_at, successor, response_headers }
+        Lifecycle { deprecated_at, sunset_at, successor, response_headers }
+    }
+
+    /// Whether the deprecation is in force at `now` (unix seconds, the proxy's clock).
+    pub fn is_deprecated(&self, now: i64) -> bool {
+        self.deprecated_at.is_some_and(|at| now >= at)
     }
 
     /// Whether the sunset has passed at `now` (unix seconds, the proxy's clock).
@@ -160,5 +167,8 @@ mod tests {
         );
         assert!(!l.is_gone(1_799_999_999));
         assert!(l.is_gone(1_800_000_000));
+        assert!(!l.is_deprecated(1_780_271_999));
+        assert!(l.is_deprecated(1_780_272_000));
+        assert!(!Lifecycle::default().is_deprecated(i64::MAX));
     }
 }

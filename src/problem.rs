@@ -26,7 +26,7 @@ pub struct Answer {
 }
 
 /// Why the filter answered a request itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProblemKind {
     /// A version source holds something that is not a version (400).
     MalformedVersion,

@@ -14,7 +14,7 @@ use super::{BodyHost, Host};
 use crate::config::{Catalog, Service};
 use crate::data::{BodyError, BodyPlan, PlanId, Violation};
 use crate::header_map;
-use crate::metrics;
+use crate::metrics::{OutcomeLabel, RequestLabels, Series};
 use crate::problem::{Problem, ProblemKind};
 use crate::request::Request;
 
@@ -37,6 +37,8 @@ pub struct BodyExchange {
     plan: PlanId,
     /// The version the client asked for, for messages.
     version: String,
+    /// What the header filter labelled the request with.
+    labels: RequestLabels,
     /// The request body is being buffered to be checked and upgraded.
     request_pending: bool,
     /// The response body is being buffered to be walked back.
@@ -63,6 +65,7 @@ impl BodyExchange {
         let (Some(name), Some(plan), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
             return (None, Step::Continue);
         };
+        let labels = parts.next();
         let Some((index, service)) = catalog.services.iter().enumerate().find(|(_, s)| s.name == name) else {
             return (None, Step::Continue);
         };
@@ -73,11 +76,12 @@ impl BodyExchange {
             service: index,
             plan,
             version: version.to_owned(),
+            labels: RequestLabels::from_mark(catalog, index, labels),
             request_pending: false,
             response_pending: false,
         };
         let Some(plan) = exchange.plan(service) else {
-            host.count(metrics::forwarded_slot(catalog, index));
+            host.count(exchange.series(OutcomeLabel::Forwarded));
             return (None, Step::Continue);
         };
         if plan.has_response_steps() {
@@ -86,11 +90,11 @@ impl BodyExchange {
         }
         let json = is_plain_json(request.first("content-type"), request.first("content-encoding"));
         let step = if !plan.checks_request() || !json {
-            host.count(metrics::forwarded_slot(catalog, index));
+            host.count(exchange.series(OutcomeLabel::Forwarded));
             Step::Continue
         } else if end_of_stream {
             // A request with no body at all: its (empty) body is checked as it stands.
-            exchange.replace_request_body(host, catalog, service, &[])
+            exchange.replace_request_body(host, service, &[])
         } else {
             // The body will change size: the upstream gets it chunked (the headers go on now;
             // Envoy's wasm host cannot hold them and still hand the filter the body).
@@ -105,7 +109,6 @@ impl BodyExchange {
     fn answer(
         &self,
         host: &mut impl Host,
-        catalog: &Catalog,
         service: &Service,
         kind: ProblemKind,
         detail: String,
@@ -113,8 +116,13 @@ impl BodyExchange {
     ) {
         let mut problem = Problem::for_service(service, kind, detail, Some(self.version.clone()));
         problem.extensions.extend(errors.map(|errors| ("errors", errors)));
-        host.count(metrics::problem_slot(catalog, self.service, kind));
+        host.count(self.series(OutcomeLabel::Rejected(kind)));
         host.send_answer(&problem.answer(false));
+    }
+
+    /// The request's count under the body filter's outcome.
+    fn series(&self, outcome: OutcomeLabel) -> Series {
+        Series::request(self.labels, outcome)
     }
 
     fn service<'c>(&self, catalog: &'c Catalog) -> Option<&'c Service> {
@@ -143,7 +151,7 @@ impl BodyExchange {
                 plan.max_body_bytes(),
                 service.name
             );
-            self.answer(host, catalog, service, ProblemKind::BodyTooLarge, detail, None);
+            self.answer(host, service, ProblemKind::BodyTooLarge, detail, None);
             return Step::Answered;
         }
         if !end {
@@ -151,7 +159,7 @@ impl BodyExchange {
         }
         self.request_pending = false;
         let body = host.request_body(size).unwrap_or_default();
-        self.replace_request_body(host, catalog, service, &body)
+        self.replace_request_body(host, service, &body)
     }
 
     /// Trailers end a request whose body is buffered (HTTP/2 or chunked HTTP/1.1 with
@@ -165,17 +173,11 @@ impl BodyExchange {
             return Step::Continue;
         };
         let body = host.request_body(usize::MAX).unwrap_or_default();
-        self.replace_request_body(host, catalog, service, &body)
+        self.replace_request_body(host, service, &body)
     }
 
-    fn replace_request_body(
-        &self,
-        host: &mut impl BodyHost,
-        catalog: &Catalog,
-        service: &Service,
-        body: &[u8],
-    ) -> Step {
-        let step = match self.finish_request(host, catalog, service, body) {
+    fn replace_request_body(&self, host: &mut impl BodyHost, service: &Service, body: &[u8]) -> Step {
+        let step = match self.finish_request(host, service, body) {
             Some(Some(new_body)) => {
                 host.set_request_body(body.len(), &new_body);
                 Step::Continue
@@ -183,25 +185,19 @@ impl BodyExchange {
             Some(None) => Step::Continue,
             None => return Step::Answered,
         };
-        host.count(metrics::forwarded_slot(catalog, self.service));
+        host.count(self.series(OutcomeLabel::Forwarded));
         step
     }
 
     /// Checks and upgrades a whole request body: `Some(Some(new body))`, `Some(None)` when it
     /// goes on unchanged, `None` when the filter answered.
-    fn finish_request(
-        &self,
-        host: &mut impl Host,
-        catalog: &Catalog,
-        service: &Service,
-        body: &[u8],
-    ) -> Option<Option<Vec<u8>>> {
+    fn finish_request(&self, host: &mut impl Host, service: &Service, body: &[u8]) -> Option<Option<Vec<u8>>> {
         let plan = self.plan(service)?;
         match plan.request(body) {
             Ok(rewrite) => Some(rewrite),
             Err(BodyError::Malformed(why)) => {
                 let detail = format!("The request body is not valid JSON: {}.", why.trim_end_matches('.'));
-                self.answer(host, catalog, service, ProblemKind::MalformedBody, detail, None);
+                self.answer(host, service, ProblemKind::MalformedBody, detail, None);
                 None
             }
             Err(BodyError::Contract(violations)) => {
@@ -214,7 +210,7 @@ impl BodyExchange {
                 let errors: Vec<serde_json::Value> =
                     violations.iter().map(|v| serde_json::json!({"pointer": v.pointer, "detail": v.message})).collect();
                 let kind = ProblemKind::ContractViolation;
-                self.answer(host, catalog, service, kind, detail, Some(errors.into()));
+                self.answer(host, service, kind, detail, Some(errors.into()));
                 None
             }
         }
@@ -256,7 +252,7 @@ impl BodyExchange {
             // Too large to walk back, and the headers are out: the bytes go on as they are (never
             // half changed), counted and logged.
             self.response_pending = false;
-            host.count(metrics::problem_slot(catalog, self.service, ProblemKind::ResponseTooLarge));
+            host.count(Series::response_too_large(self.labels));
             host.debug(format_args!("response over {} bytes passed on unchanged", plan.max_body_bytes()));
             return Step::Continue;
         }

@@ -3,6 +3,7 @@
 
 use super::{BodyHost, Host};
 use crate::header_map;
+use crate::metrics::{Family, Series};
 use crate::problem::Answer;
 
 #[derive(Debug, Default)]
@@ -14,8 +15,8 @@ pub struct FakeHost {
     /// Headers set, in order.
     pub set: Vec<(String, Vec<u8>)>,
     pub answer: Option<Answer>,
-    /// Counter slots counted, in order.
-    pub counted: Vec<usize>,
+    /// Counters counted, in order.
+    pub counted: Vec<Series>,
     pub now: i64,
     /// When set, the host refuses the header map.
     pub refuse_headers: bool,
@@ -51,6 +52,13 @@ impl FakeHost {
     /// header on as the filter left it, and the clock is the same proxy's.
     pub fn passed_on(&self) -> FakeHost {
         FakeHost { headers: self.headers.clone(), now: self.now, ..Self::default() }
+    }
+
+    /// What the request counted under in `meshver_requests_total`, as `<service>.<outcome>`.
+    pub fn counted_requests(&self, catalog: &crate::config::Catalog) -> Vec<String> {
+        use crate::metrics::Label;
+        let requests = self.counted.iter().filter(|s| s.family == Family::Requests);
+        requests.map(|s| format!("{}.{}", s.value(catalog, Label::Service), s.value(catalog, Label::Outcome))).collect()
     }
 
     /// A header (or for a gRPC answer, metadata) of the answer the filter sent.
@@ -91,8 +99,8 @@ impl Host for FakeHost {
         self.now
     }
 
-    fn count(&mut self, slot: usize) {
-        self.counted.push(slot);
+    fn count(&mut self, series: Series) {
+        self.counted.push(series);
     }
 
     fn debug(&self, _message: std::fmt::Arguments<'_>) {}

@@ -8,10 +8,10 @@
 
 use crate::config::Catalog;
 use crate::header_map;
-use crate::metrics;
+use crate::metrics::{OutcomeLabel, Series};
 use crate::problem::Answer;
 use crate::request::Request;
-use crate::resolve::{decide, Outcome};
+use crate::resolve::{decide, Outcome, Plan};
 
 pub mod body;
 
@@ -26,8 +26,8 @@ pub trait Host {
     fn send_answer(&mut self, answer: &Answer);
     /// The proxy's clock, unix seconds.
     fn now(&self) -> i64;
-    /// Counts the request in a counter slot (see [`metrics::counter_names`]).
-    fn count(&mut self, slot: usize);
+    /// Counts the request in one counter (see [`crate::metrics`]), in memory.
+    fn count(&mut self, series: Series);
     /// A line for the proxy's debug log.
     fn debug(&self, message: std::fmt::Arguments<'_>);
 }
@@ -68,9 +68,7 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
     };
     let request = Request::new(&headers);
     let plan = decide(catalog, &request, host.now());
-    if let Some(slot) = metrics::slot(catalog, &plan) {
-        host.count(slot);
-    }
+    count(host, &plan);
     for name in &plan.remove_headers {
         host.set_request_header(name, None);
     }
@@ -94,9 +92,31 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
     }
 }
 
+/// Counts a decided request once under its outcome, unless it is marked for the body filter,
+/// which counts it once its body is decided; and a forwarded one's deprecated use and sticky
+/// assignment.
+fn count(host: &mut impl Host, plan: &Plan<'_>) {
+    let labels = plan.labels;
+    match &plan.outcome {
+        Outcome::PassThrough => host.count(Series::request(labels, OutcomeLabel::Unmatched)),
+        Outcome::Reject(problem) => host.count(Series::request(labels, OutcomeLabel::Rejected(problem.kind))),
+        Outcome::Forward(forward) => {
+            if !forward.marks_body() {
+                host.count(Series::request(labels, OutcomeLabel::Forwarded));
+            }
+            if let Some(major) = forward.deprecated_line {
+                host.count(Series::deprecated(labels, major));
+            }
+            if forward.assigns_sticky() {
+                host.count(Series::sticky(labels));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod body_tests;
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;

@@ -22,7 +22,7 @@
 //! the route key the filter wrote), the `:path` and `x-api-version` the upstream sees, that no
 //! `x-meshver-` header reaches it but the caller identity on the inbound listener (the routing
 //! listener strips the route, sticky and body headers, cli/src/render/envoy.rs), the
-//! problem+json or gRPC answer, and the counter (`metrics::counter_names`) it counts in.
+//! problem+json or gRPC answer, and the counter (`meshver_requests_total`, by service and outcome) it counts in.
 //!
 //! The e2e tests send most rows over HTTP/1.1 and HTTP/2: Envoy's codecs hand the filter the
 //! same header map for both, so each row runs once here. Envoy's share, not run here, is
@@ -36,7 +36,6 @@ use super::*;
 use crate::caller::CALLER_HEADER;
 use crate::config;
 use crate::lifecycle::parse_instant;
-use crate::metrics::counter_names;
 use crate::problem::{Answer, PROBLEM_CONTENT_TYPE};
 use crate::sticky::{bucket, STICKY_HEADER};
 use serde_json::{json, Value};
@@ -128,15 +127,14 @@ fn through<'c>(hops: &[&'c Catalog], mut host: FakeHost) -> (&'c Catalog, Verdic
         if verdict == Verdict::Answered || index + 1 == hops.len() {
             return (hop, verdict, host);
         }
-        assert_eq!(host.counted.len(), 1, "hop {index} counts the request once");
+        assert_eq!(host.counted_requests(hop).len(), 1, "hop {index} counts the request once");
         host = host.passed_on();
     }
     panic!("no hops")
 }
 
 fn counted(catalog: &Catalog, host: &FakeHost) -> Vec<String> {
-    let names = counter_names(catalog);
-    host.counted.iter().map(|slot| names[*slot].clone()).collect()
+    host.counted_requests(catalog)
 }
 
 /// The service and versions a route key reaches: a deployment's own key pins it; a line's
@@ -224,7 +222,7 @@ fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: 
             let stamped: Vec<(String, String)> =
                 caller.iter().map(|c| (CALLER_HEADER.to_owned(), (*c).to_owned())).collect();
             assert_eq!(leaked, stamped, "{row}: filter headers the upstream sees");
-            assert_eq!(counted, [format!("meshver.{service}.forwarded")], "{row}");
+            assert_eq!(counted, [format!("{service}.forwarded")], "{row}");
         }
         Want::Problem(Refusal { service, status, kind, requested, members, detail }) => {
             let answer = answered(row, verdict, host, &counted, service, kind);
@@ -257,7 +255,7 @@ fn check(catalog: &Catalog, row: &str, verdict: Verdict, host: &FakeHost, want: 
         Want::Untouched => {
             assert_eq!((verdict, &host.answer), (Verdict::Continue, &None), "{row}");
             assert!(host.set.is_empty(), "{row}: {:?}", host.set);
-            assert_eq!(counted, ["meshver.unmatched"], "{row}");
+            assert_eq!(counted, ["none.unmatched"], "{row}");
         }
     }
 }
@@ -276,7 +274,7 @@ fn answered<'h>(
     assert!(host.set.is_empty(), "{row}: a refused request is not rewritten: {:?}", host.set);
     let listed = supported_versions(service).join(", ");
     assert_eq!(host.answer_header("api-supported-versions"), Some(listed.as_str()), "{row}");
-    assert_eq!(counted, [format!("meshver.{service}.rejected.{}", kind.replace('-', "_"))], "{row}");
+    assert_eq!(counted, [format!("{service}.{}", kind.replace('-', "_"))], "{row}");
     host.answer.as_ref().unwrap()
 }
 
@@ -725,7 +723,7 @@ fn e2e_robustness_hostile_stream() {
         let row = describe(&host);
         let forged = host.header(&c.route_header);
         let (_, verdict, host) = through(&[&c], host);
-        assert_eq!(host.counted.len(), 1, "{row}");
+        assert_eq!(host.counted_requests(&c).len(), 1, "{row}");
         if let Some(answer) = &host.answer {
             assert_eq!((verdict, answer.status), (Verdict::Answered, 400), "{row}");
             answered_400 += 1;

@@ -3,7 +3,7 @@
 //! missing buffer), and a panic traps the VM. Here every refusal is a status for the caller
 //! to log. Plain integers: the host's status need not be a known variant.
 
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 /// A status other than OK from the host.
 pub type Refused = u32;
@@ -39,6 +39,8 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status_code: u32,
@@ -147,6 +149,29 @@ pub fn send_local_response(status: u32, headers: &[u8], body: &[u8], grpc_status
             grpc_status,
         )
     };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Defines a counter by its full name (the host prefixes `wasmcustom.`); its id.
+pub fn define_counter(name: &str) -> Result<u32, Refused> {
+    let mut id: u32 = 0;
+    // SAFETY: `name` is live for the call (the host copies it); `id` is a live local.
+    let status = unsafe { proxy_define_metric(MetricType::Counter as u32, name.as_ptr(), name.len(), &mut id) };
+    if status == 0 {
+        Ok(id)
+    } else {
+        Err(status)
+    }
+}
+
+/// Adds `count` to a counter.
+pub fn increment_counter(id: u32, count: u64) -> Result<(), Refused> {
+    // SAFETY: plain integers.
+    let status = unsafe { proxy_increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX)) };
     if status == 0 {
         Ok(())
     } else {

@@ -1,42 +1,43 @@
-//! The filter's counters as the host sees them. A request counts in VM memory; the root
-//! context hands the sums to the host each tick (`root::TICK_PERIOD`), so a request costs no
-//! host call for its counter (Envoy's stats are read seconds apart anyway).
+//! The filter's counters as the host sees them. A request counts in VM memory
+//! ([`metrics::Tally`]); the root context hands the sums to the host each tick
+//! (`root::TICK_PERIOD`), so a request costs no host call for its counter (Envoy's stats are
+//! read seconds apart anyway). A counter is defined with the host the first time its labels
+//! have a count: the label values are bounded, but their every combination need not exist.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
-use std::cell::Cell;
+use super::abi;
+use crate::config::Catalog;
+use crate::metrics::{self, Series};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 #[derive(Default)]
 pub struct Counters {
-    /// Host ids, in `metrics::counter_names` order; `u32::MAX` where the host refused one.
-    ids: Vec<u32>,
-    /// Counts since the last flush, one per id.
-    pending: Vec<Cell<u64>>,
+    tally: metrics::Tally,
+    /// Host ids of the counters defined so far; `None` where the host refused one.
+    ids: RefCell<HashMap<Series, Option<u32>>>,
 }
 
 impl Counters {
-    /// Defines the named counters with the host (once per configuration).
-    pub fn define(names: &[String]) -> Counters {
-        let ids: Vec<u32> =
-            names.iter().map(|name| hostcalls::define_metric(MetricType::Counter, name).unwrap_or(u32::MAX)).collect();
-        let pending = ids.iter().map(|_| Cell::new(0)).collect();
-        Counters { ids, pending }
+    /// Counts one request in a counter.
+    pub fn count(&self, series: Series) {
+        self.tally.count(series);
     }
 
-    /// Counts one request in the slot `metrics::slot` chose.
-    pub fn count(&self, slot: usize) {
-        if let Some(pending) = self.pending.get(slot) {
-            pending.set(pending.get().saturating_add(1));
-        }
-    }
-
-    /// Hands the counts since the last flush to the host.
-    pub fn flush(&self) {
-        for (id, pending) in self.ids.iter().zip(&self.pending) {
-            let count = pending.take();
-            if count > 0 && *id != u32::MAX {
-                if let Err(status) = hostcalls::increment_metric(*id, count as i64) {
-                    log::warn!("meshver: could not update a counter: {status:?}");
+    /// Hands the counts since the last flush to the host, defining counters seen first.
+    pub fn flush(&self, catalog: &Catalog) {
+        let Ok(mut ids) = self.ids.try_borrow_mut() else {
+            return;
+        };
+        for (series, count) in self.tally.take() {
+            let id = *ids.entry(series).or_insert_with(|| {
+                let name = series.stat_name(catalog);
+                abi::define_counter(&name)
+                    .inspect_err(|status| log::warn!("meshver: could not define counter {name}: status {status}"))
+                    .ok()
+            });
+            if let Some(id) = id {
+                if let Err(status) = abi::increment_counter(id, count) {
+                    log::warn!("meshver: could not update a counter: status {status}");
                 }
             }
         }

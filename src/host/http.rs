@@ -7,6 +7,7 @@ use super::abi;
 use super::plugin::Plugin;
 use crate::filter::{self, Host, Verdict};
 use crate::header_map;
+use crate::metrics::Series;
 use crate::problem::Answer;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -64,8 +65,8 @@ impl Host for WasmHost<'_> {
         self.plugin.now.get()
     }
 
-    fn count(&mut self, slot: usize) {
-        self.plugin.counters.count(slot);
+    fn count(&mut self, series: Series) {
+        self.plugin.counters.count(series);
     }
 
     fn debug(&self, message: std::fmt::Arguments<'_>) {

@@ -9,7 +9,6 @@ use super::http::MeshverHttp;
 use super::plugin::Plugin;
 use crate::config;
 use crate::filter::body::BODY_ROOT_ID;
-use crate::metrics::counter_names;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
@@ -44,10 +43,9 @@ impl RootContext for MeshverRoot {
                 let role = if self.body_filter { "body filter" } else { "header filter" };
                 log::info!("meshver: loaded {} service(s) as the {role}", catalog.services.len());
                 if let Some(old) = &self.plugin {
-                    old.counters.flush();
+                    old.counters.flush(&old.catalog);
                 }
-                let counters = Counters::define(&counter_names(&catalog));
-                let plugin = Plugin { catalog, counters, now: Cell::new(0) };
+                let plugin = Plugin { catalog, counters: Counters::default(), now: Cell::new(0) };
                 self.read_clock(&plugin);
                 self.plugin = Some(Rc::new(plugin));
                 self.set_tick_period(TICK_PERIOD);
@@ -65,7 +63,7 @@ impl RootContext for MeshverRoot {
 
     fn on_tick(&mut self) {
         if let Some(plugin) = &self.plugin {
-            plugin.counters.flush();
+            plugin.counters.flush(&plugin.catalog);
             self.read_clock(plugin);
         }
     }

@@ -15,6 +15,7 @@
 use crate::caller::{parse_requirement, CallerIdentity, CALLER_HEADER, REQUIRES_HEADER};
 use crate::config::{Catalog, Deployment, Service, OWNED_HEADER_PREFIX};
 use crate::data::BODY_HEADER;
+use crate::metrics::{caller_label, route_label, version_label, CallerLabel, RequestLabels, VersionLabel};
 use crate::problem::{quote_raw, Problem, ProblemKind};
 use crate::request::Request;
 use crate::sources::{names_param, query_pairs, Source};
@@ -32,6 +33,8 @@ pub struct Plan<'c> {
     /// Index of the service that matched, if any.
     pub service: Option<usize>,
     pub outcome: Outcome<'c>,
+    /// What the request is counted under, as far as it was read.
+    pub labels: RequestLabels,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -52,12 +55,19 @@ pub struct Forward<'c> {
     pub set_headers: Vec<(&'c str, Cow<'c, [u8]>)>,
     /// A new `:path`, when the version was stripped from it.
     pub path: Option<Vec<u8>>,
+    /// The major line when every deployment the route key may reach is deprecated.
+    pub deprecated_line: Option<u64>,
 }
 
 impl Forward<'_> {
     /// Whether the request carries body work for the body filter (the mark is set).
     pub fn marks_body(&self) -> bool {
         self.set_headers.iter().any(|(name, _)| *name == BODY_HEADER)
+    }
+
+    /// Whether the request was given a sticky bucket.
+    pub fn assigns_sticky(&self) -> bool {
+        self.set_headers.iter().any(|(name, _)| *name == STICKY_HEADER)
     }
 }
 
@@ -70,14 +80,20 @@ pub fn decide<'c>(catalog: &'c Catalog, request: &Request<'_>, now: i64) -> Plan
         .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
         .collect();
     let matched = catalog.services.iter().enumerate().find(|(_, s)| service_matches(s, request));
+    let mut labels = RequestLabels::unmatched(catalog);
     let outcome = match matched {
         None => Outcome::PassThrough,
-        Some((_, service)) => match route(catalog, service, request, now) {
-            Ok(forward) => Outcome::Forward(forward),
-            Err(problem) => Outcome::Reject(problem),
-        },
+        Some((index, service)) => {
+            // Nothing read yet: a request refused before its version is read counts as `other`.
+            labels.service = u32::try_from(index).unwrap_or(u32::MAX);
+            labels.version = VersionLabel::Other;
+            match route(catalog, service, request, now, &mut labels) {
+                Ok(forward) => Outcome::Forward(forward),
+                Err(problem) => Outcome::Reject(problem),
+            }
+        }
     };
-    Plan { remove_headers, service: matched.map(|(index, _)| index), outcome }
+    Plan { remove_headers, service: matched.map(|(index, _)| index), outcome, labels }
 }
 
 fn route<'c>(
@@ -85,10 +101,16 @@ fn route<'c>(
     service: &'c Service,
     request: &Request<'_>,
     now: i64,
+    labels: &mut RequestLabels,
 ) -> Result<Forward<'c>, Problem> {
     let found = find_versions(service, request);
     let requested = requested_version(service, &found)?;
-    let (caller, requirement) = caller_and_requirement(catalog, service, request)?;
+    labels.version = version_label(service, requested.as_ref());
+    let (caller, requirement) =
+        caller_and_requirement(catalog, service, request).inspect_err(|_| labels.caller = CallerLabel::Other)?;
+    if let Some(caller) = &caller {
+        labels.caller = caller_label(catalog, &caller.service);
+    }
 
     // 1. What the request asks for (or the default). A caller's requirement, when the request
     //    names no version, replaces the default: it knows better what the caller needs.
@@ -183,6 +205,13 @@ fn route<'c>(
     let major = newest.version.major;
     let whole_line = service.line(major).filter(|line| line.size == candidates.len());
     let route = whole_line.map_or(newest.route.as_str(), |line| line.route.as_str());
+    labels.route = route_label(service, route);
+    // Deprecated use: whatever deployment the route key reaches is deprecated.
+    let deprecated = match whole_line {
+        Some(_) => candidates.iter().all(|d| d.lifecycle.is_deprecated(now)),
+        None => newest.lifecycle.is_deprecated(now),
+    };
+    let deprecated_line = deprecated.then_some(major);
 
     let path = if service.strip_version { canonical_path(service, request, &found) } else { None };
     // Body work for the body filter (services with `data` only), decided on the path as the
@@ -192,7 +221,7 @@ fn route<'c>(
             let upstream_path = path.as_deref().map_or(request.path, |p| p.split(|b| *b == b'?').next().unwrap_or(p));
             let method = request.first(":method").unwrap_or_default();
             data.body_plan_for(version, method, upstream_path)
-                .map(|plan| format!("{} {} {text}", service.name, plan.id().encode()))
+                .map(|plan| format!("{} {} {text} {}", service.name, plan.id().encode(), labels.mark()))
         }
         _ => None,
     };
@@ -225,7 +254,7 @@ fn route<'c>(
     if let Some(mark) = body_mark {
         set_headers.push((BODY_HEADER, Cow::Owned(mark.into_bytes())));
     }
-    Ok(Forward { service: &service.name, route, set_headers, path })
+    Ok(Forward { service: &service.name, route, set_headers, path, deprecated_line })
 }
 
 /// A version served by its successor that meets a caller's requirement no deployment meets.
