@@ -23,6 +23,8 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// Set for a gRPC answer: the gRPC status code.
     pub grpc_status: Option<u32>,
+    /// Why the proxy answered, for its access log (`%RESPONSE_CODE_DETAILS%`).
+    pub details: String,
 }
 
 /// Why the filter answered a request itself.
@@ -225,9 +227,27 @@ impl Problem {
                 headers: metadata,
                 body: self.detail.clone().into_bytes(),
                 grpc_status: Some(self.kind.grpc_code()),
+                details: self.details(),
             }
         } else {
-            Answer { status: u32::from(self.status()), headers: self.headers(), body: self.body(), grpc_status: None }
+            Answer {
+                status: u32::from(self.status()),
+                headers: self.headers(),
+                body: self.body(),
+                grpc_status: None,
+                details: self.details(),
+            }
+        }
+    }
+
+    /// The answer's response code details, in Envoy's style (one token, no spaces):
+    /// `meshver_<kind>{<service>}`, or `meshver_<kind>{<service>,<requested version>}` when the
+    /// version could be read, e.g. `meshver_unsupported_version{user,3}`.
+    pub fn details(&self) -> String {
+        let kind = self.kind.slug().replace('-', "_");
+        match &self.requested_version {
+            Some(version) => format!("meshver_{kind}{{{},{version}}}", self.service),
+            None => format!("meshver_{kind}{{{}}}", self.service),
         }
     }
 

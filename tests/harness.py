@@ -292,6 +292,27 @@ class Envoy:
         body = http1("GET", self.admin_url + "/stats?format=json").json
         return {s["name"]: s["value"] for s in body["stats"] if "value" in s}
 
+    def meshver_counters(self):
+        """The filter's counters, as [(family, {label: value}, count)]: src/metrics.rs encodes
+        each counter's labels in its stat name, `wasmcustom.<family>;<label>=<value>;…`."""
+        counters = []
+        for name, value in self.stats().items():
+            if name.startswith("wasmcustom.meshver_"):
+                family, *pairs = name.removeprefix("wasmcustom.").split(";")
+                counters.append((family, dict(pair.split("=", 1) for pair in pairs), value))
+        return counters
+
+    def meshver_requests(self, service, outcome):
+        """meshver_requests_total of one service and outcome, summed over its other labels."""
+        return sum(count for family, labels, count in self.meshver_counters()
+                   if family == "meshver_requests_total" and labels["service"] == service
+                   and labels["outcome"] == outcome)
+
+    def output_lines(self):
+        """What Envoy has written to its standard output while it runs: the rendered access
+        log's lines (its own log goes to log_path)."""
+        return (self.workdir / "envoy.out").read_text(errors="replace").splitlines()
+
     def _weighted_clusters(self):
         """(name, runtime key, configured weight) of each weighted cluster of the main listener.
         Envoy reads a cluster's weight from `runtime_key_prefix + "." + name` when that is set."""

@@ -145,11 +145,12 @@ def test_the_2x_line_is_split_by_the_mesh(demo):
 
 
 def test_outcomes_are_counted_in_envoys_stats():
-    """Counters per service and outcome, named once in src/metrics.rs, summed over workers;
-    each worker hands its counts to Envoy once a second (src/host/counters.rs). A stack of
-    its own, so that no other test's counts can land while this one counts."""
-    wanted = {"user.forwarded": 3, "user.rejected.unsupported_version": 3,
-              "order.rejected.malformed_version": 3, "unmatched": 3}
+    """Counters per service and outcome (labels of meshver_requests_total, named once in
+    src/metrics.rs; tests/test_metrics.py checks every label), summed over workers; each worker
+    hands its counts to Envoy once a second (src/host/counters.rs). A stack of its own, so that
+    no other test's counts can land while this one counts."""
+    wanted = {"user.forwarded": 3, "user.unsupported_version": 3,
+              "order.malformed_version": 3, "none.unmatched": 3}
     with harness.DemoStack(json.loads(harness.DEMO_CATALOG.read_text())) as stack:
         for _ in range(3):
             http1("POST", stack.url + "/register")
@@ -158,8 +159,7 @@ def test_outcomes_are_counted_in_envoys_stats():
             http1("GET", stack.url + "/elsewhere")
 
         def counts():
-            stats = stack.envoy.stats()
-            return {name: stats.get(f"wasmcustom.meshver.{name}", 0) for name in wanted}
+            return {name: stack.envoy.meshver_requests(*name.split(".")) for name in wanted}
 
         harness.wait_for(lambda: all(counts()[name] >= count for name, count in wanted.items()), 10,
                          "the filter's counts in Envoy's stats")

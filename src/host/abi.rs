@@ -134,14 +134,21 @@ pub fn property(name: &str) -> Result<Vec<u8>, Refused> {
     }
 }
 
-/// Answers the request locally. `grpc_status` -1 is an HTTP answer.
-pub fn send_local_response(status: u32, headers: &[u8], body: &[u8], grpc_status: i32) -> Result<(), Refused> {
+/// Answers the request locally. `grpc_status` -1 is an HTTP answer; `details` shows in the
+/// access log as `%RESPONSE_CODE_DETAILS%`.
+pub fn send_local_response(
+    status: u32,
+    details: &str,
+    headers: &[u8],
+    body: &[u8],
+    grpc_status: i32,
+) -> Result<(), Refused> {
     // SAFETY: every pointer is to a live buffer of the length passed with it; the host copies.
     let status = unsafe {
         proxy_send_local_response(
             status,
-            std::ptr::null(),
-            0,
+            details.as_ptr(),
+            details.len(),
             body.as_ptr(),
             body.len(),
             headers.as_ptr(),

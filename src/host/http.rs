@@ -55,7 +55,8 @@ impl Host for WasmHost<'_> {
         let headers: Vec<(&[u8], &[u8])> = answer.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
         // An HTTP answer has no gRPC status: the ABI says so with -1.
         let grpc_status = answer.grpc_status.and_then(|code| i32::try_from(code).ok()).unwrap_or(-1);
-        let sent = abi::send_local_response(answer.status, &header_map::serialise(&headers), &answer.body, grpc_status);
+        let serialised = header_map::serialise(&headers);
+        let sent = abi::send_local_response(answer.status, &answer.details, &serialised, &answer.body, grpc_status);
         if let Err(status) = sent {
             log::warn!("meshver[{}]: could not send the {} answer: status {status}", self.context_id, answer.status);
         }

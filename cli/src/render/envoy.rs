@@ -6,6 +6,7 @@ use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, FailurePolicy, MeshFile};
 use meshver::config::Deployment;
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
+use meshver::metrics;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
             }
         };
         let listener_limit = buffer_limit(&catalog.catalog);
+        let access_log = access_log(&listener.name, &catalog.catalog, listener.forward_to.is_some());
         let hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": listener.name,
@@ -94,6 +96,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "routes": routes,
             }]},
             "http_filters": http_filters(&listener.name, &wasm, listener_limit.map(|_| body_wasm.as_path()), &catalog.text, mesh.failure_policy),
+            "access_log": [access_log],
         });
         let mut rendered = json!({
             "name": listener.name,
@@ -110,6 +113,10 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         "admin": {"address": address(&admin_host, admin_port)},
         // Histograms reach the admin's /stats at each flush; 1s keeps rollout judgments current.
         "stats_flush_interval": "1s",
+        // The filter's labels, encoded in its counters' names, become Prometheus labels.
+        "stats_config": {"stats_tags": metrics::stats_tags().into_iter()
+            .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
+            .collect::<Vec<_>>()},
         // The admin layer is what lets POST /runtime_modify shift weights live.
         "layered_runtime": {"layers": [
             {"name": "static", "static_layer": {}},
@@ -215,15 +222,22 @@ fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8], failu
 
 /// Pinned routes, then one weighted route per line (newest first, sticky header), then a 404.
 /// A deprecated deployment's answers get its lifecycle headers from its route or its weighted
-/// cluster: Envoy adds them to whatever that deployment answers, whoever picked it.
+/// cluster: Envoy adds them to whatever that deployment answers, whoever picked it. Each route
+/// is named by its route key and carries its service as metadata, for the access log.
 fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
     let header = &catalog.route_header;
-    let on_key = |key: &str| json!({"prefix": "/", "headers": [{"name": header, "string_match": {"exact": key}}]});
+    let on_key = |key: &str, service: &str| {
+        json!({
+            "name": key,
+            "match": {"prefix": "/", "headers": [{"name": header, "string_match": {"exact": key}}]},
+            "metadata": {"filter_metadata": {ROUTE_METADATA: {"service": service}}},
+        })
+    };
     let mut routes = Vec::new();
     for service in &catalog.services {
         for deployment in &service.deployments {
-            let mut route =
-                json!({"match": on_key(&deployment.route), "route": {"cluster": deployment.route, "timeout": "5s"}});
+            let mut route = on_key(&deployment.route, &service.name);
+            route["route"] = json!({"cluster": deployment.route, "timeout": "5s"});
             announce_lifecycle(&mut route, deployment);
             routes.push(route);
         }
@@ -244,23 +258,52 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
                     cluster
                 })
                 .collect();
-            routes.push(json!({"match": on_key(&line.route), "route": {
+            let mut route = on_key(&line.route, &service.name);
+            route["route"] = json!({
                 "weighted_clusters": {
                     "runtime_key_prefix": runtime_prefix(line),
                     "header_name": STICKY_HEADER,
                     "clusters": clusters,
                 },
                 "timeout": "5s",
-            }}));
+            });
+            routes.push(route);
         }
     }
     routes.push(json!({
+        "name": metrics::NONE,
         "match": {"prefix": "/"},
         "direct_response": {"status": 404, "body": {"inline_string":
             r#"{"title":"no service matched","status":404,"detail":"no meshver service matches this request's path or host"}"#}},
         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
     }));
     routes
+}
+
+/// The metadata namespace of the rendered routes (`%METADATA(ROUTE:meshver:service)%`).
+const ROUTE_METADATA: &str = "meshver";
+
+/// The listener's access log, on Envoy's standard output: each request's decision, read from
+/// what the filter leaves behind, so that logging it costs the filter no host call. The route
+/// key is the name of the route the request took (the route header itself is removed before
+/// the upstream), or on a sidecar the route header it passes on; the service is that route's
+/// metadata; the version is the version header the filter normalised; the outcome is Envoy's
+/// response code details: `via_upstream`, or for the filter's own answers
+/// `meshver_<kind>{<service>[,<version>]}`.
+fn access_log(listener: &str, catalog: &meshver::config::Catalog, sidecar: bool) -> Value {
+    let route = if sidecar { format!("%REQ({})%", catalog.route_header) } else { "%ROUTE_NAME%".to_owned() };
+    let headers: BTreeSet<&str> = catalog.services.iter().map(|s| s.version_header.as_str()).collect();
+    let version: Vec<String> = headers.iter().map(|h| format!("%REQ({h})%")).collect();
+    let format = format!(
+        "[%START_TIME%] {listener} \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" %RESPONSE_CODE% \
+         service=%METADATA(ROUTE:{ROUTE_METADATA}:service)% version={} route={route} \
+         outcome=%RESPONSE_CODE_DETAILS% upstream=%UPSTREAM_CLUSTER% %DURATION%ms\n",
+        version.join("/")
+    );
+    json!({"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "log_format": {"text_format_source": {"inline_string": format}},
+    }})
 }
 
 /// Adds the deployment's `Deprecation`, `Sunset` and `Link` (as the catalog made them) to the
