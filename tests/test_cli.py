@@ -172,6 +172,31 @@ def test_status_shows_weights_and_traffic(stack):
     assert "2.0.3 (stable)" in table.stdout and "user-2.1.0" in table.stdout
 
 
+def test_status_shows_what_the_filter_counted(stack):
+    """The filter's own counters (meshver_requests_total), summed per service over their other
+    labels; they reach Envoy within a second. Only this test asks for version 9; the earlier
+    tests' last requests may still be on their way, so forwarded is at least what was sent."""
+    before = json.loads(meshver("status", "--admin", stack.admin, "--json").stdout)["services"][0]["filter"]
+    refused = before["refused"].get("unsupported_version", 0)
+    stack.versions(5)
+    for _ in range(2):
+        assert stack.register({"x-api-version": "9"}).status == 400
+        assert stack.register({}).status == 200  # the default, the 1.x line
+
+    def counted():
+        report = json.loads(meshver("status", "--admin", stack.admin, "--json").stdout)
+        user = report["services"][0]
+        assert user["name"] == "user"
+        done = (user["filter"]["refused"].get("unsupported_version") == refused + 2
+                and user["filter"]["forwarded"] >= before["forwarded"] + 7)
+        return user["filter"] if done else None
+
+    after = harness.wait_for(counted, 10, "the filter's counts in meshver status")
+    assert after["deprecated"] == {}  # nothing in this catalog is deprecated
+    table = meshver("status", "--admin", stack.admin).stdout
+    assert f"user: {after['forwarded']} forwarded, {sum(after['refused'].values())} refused (" in table, table
+
+
 # --- shift and rollback ------------------------------------------------------------------
 
 def test_shift_moves_live_traffic_and_rollback_moves_it_back(stack):

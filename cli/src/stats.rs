@@ -1,6 +1,9 @@
-//! Envoy's cluster stats (`/stats?format=json&histogram_buckets=detailed`): counters and
-//! latency histograms per cluster, their deltas over an interval, and quantiles.
+//! Envoy's stats (`/stats?format=json&histogram_buckets=detailed`): counters and latency
+//! histograms per cluster, their deltas over an interval, and quantiles; and what the meshver
+//! filters counted, read back from their labelled counters' names (`meshver::metrics`).
 
+use meshver::metrics::{parse_stat_name, Family, Label};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -52,6 +55,34 @@ impl Stats {
         self.counters.get(name).copied().unwrap_or(0)
     }
 
+    /// What the meshver filters of this Envoy counted for one service, summed over every
+    /// listener (a request through a sidecar and an inbound listener counts in each).
+    pub fn filter_counts(&self, service: &str) -> FilterCounts {
+        let mut counts = FilterCounts::default();
+        for (name, count) in &self.counters {
+            let Some((family, labels)) = parse_stat_name(name) else { continue };
+            let label = |l: Label| labels.iter().find(|(n, _)| *n == l.name()).map_or("", |(_, v)| *v);
+            if label(Label::Service) != service {
+                continue;
+            }
+            match (family, label(Label::Outcome)) {
+                (Family::Requests, "forwarded") => counts.forwarded += count,
+                (Family::Requests, kind) => *counts.refused.entry(kind.to_owned()).or_default() += count,
+                (Family::DeprecatedRequests, _) => {
+                    let by_caller = counts.deprecated.entry(label(Label::Version).to_owned()).or_default();
+                    *by_caller.entry(label(Label::Caller).to_owned()).or_default() += count;
+                }
+                _ => {}
+            }
+        }
+        counts.refused.retain(|_, count| *count > 0);
+        counts.deprecated.retain(|_, by_caller| {
+            by_caller.retain(|_, count| *count > 0);
+            !by_caller.is_empty()
+        });
+        counts
+    }
+
     /// What the CLI reads about one cluster (a deployment).
     pub fn cluster(&self, cluster: &str) -> ClusterSample {
         ClusterSample {
@@ -62,6 +93,19 @@ impl Stats {
             latency: self.histograms.get(&format!("cluster.{cluster}.upstream_rq_time")).cloned().unwrap_or_default(),
         }
     }
+}
+
+/// What the filters counted for a service since Envoy started (`meshver_requests_total` and
+/// `meshver_deprecated_requests_total`, summed over the labels not kept here).
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct FilterCounts {
+    /// Requests let through with a route key.
+    pub forwarded: u64,
+    /// Requests answered by the filter, by problem kind (`unsupported_version`).
+    pub refused: BTreeMap<String, u64>,
+    /// Uses of a deprecated version, by its line and then by calling service (`none` when
+    /// no caller is known).
+    pub deprecated: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// Requests, 5xx answers and latency buckets of a cluster: cumulative, or over an interval.
@@ -139,6 +183,25 @@ pub(crate) mod tests {
 
     fn sample() -> Stats {
         Stats::parse(&serde_json::from_str(SAMPLE).unwrap())
+    }
+
+    #[test]
+    fn reads_what_the_filters_counted() {
+        let stats = Stats::parse(&serde_json::json!({"stats": [
+            {"name": "wasmcustom.meshver_requests_total;service=user;version=2;route=user-v2;outcome=forwarded;caller=none", "value": 7},
+            {"name": "wasmcustom.meshver_requests_total;service=user;version=none;route=user-v1;outcome=forwarded;caller=order", "value": 2},
+            {"name": "wasmcustom.meshver_requests_total;service=user;version=other;route=none;outcome=unsupported_version;caller=none", "value": 3},
+            {"name": "wasmcustom.meshver_requests_total;service=user;version=other;route=none;outcome=malformed_version;caller=none", "value": 0},
+            {"name": "wasmcustom.meshver_requests_total;service=order;version=1;route=order-v1;outcome=forwarded;caller=none", "value": 5},
+            {"name": "wasmcustom.meshver_deprecated_requests_total;service=user;version=1;caller=order", "value": 2},
+            {"name": "wasmcustom.meshver_sticky_assignments_total;service=user;route=user-v2", "value": 4},
+            {"name": "cluster.user-v2.upstream_rq_completed", "value": 9}]}));
+        let user = stats.filter_counts("user");
+        assert_eq!(user.forwarded, 9);
+        assert_eq!(user.refused, BTreeMap::from([("unsupported_version".to_owned(), 3)]));
+        assert_eq!(user.deprecated["1"], BTreeMap::from([("order".to_owned(), 2)]));
+        assert_eq!(stats.filter_counts("order").forwarded, 5);
+        assert_eq!(stats.filter_counts("nobody"), FilterCounts::default());
     }
 
     #[test]

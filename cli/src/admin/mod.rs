@@ -88,9 +88,12 @@ impl Admin {
         self.get_json("/config_dump")
     }
 
-    /// Cluster stats, with histograms as detailed buckets (for deltas).
+    /// Cluster stats, with histograms as detailed buckets (for deltas), and the meshver
+    /// filters' counters (`filter=^(cluster\.|wasmcustom\.meshver_)`).
     pub fn stats(&self) -> Result<Value, AdminError> {
-        self.get_json("/stats?format=json&filter=%5Ecluster%5C.&histogram_buckets=detailed")
+        self.get_json(
+            "/stats?format=json&filter=%5E%28cluster%5C.%7Cwasmcustom%5C.meshver_%29&histogram_buckets=detailed",
+        )
     }
 
     /// Sets runtime keys in one request (`POST /runtime_modify?k=v&…`).

@@ -7,7 +7,7 @@ use crate::catalog::{runtime_prefix, stable_index};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
 use crate::format::{millis, percent};
-use crate::stats::Stats;
+use crate::stats::{FilterCounts, Stats};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use meshver::config::{Line, Service};
 use serde::Serialize;
@@ -23,6 +23,8 @@ struct Report {
 struct ServiceStatus {
     name: String,
     lines: Vec<LineStatus>,
+    /// What the filters counted for the service.
+    filter: FilterCounts,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +62,7 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
             .map(|service| ServiceStatus {
                 name: service.name.clone(),
                 lines: service.lines.iter().map(|line| line_status(&live, &stats, service, line)).collect(),
+                filter: stats.filter_counts(&service.name),
             })
             .collect(),
     };
@@ -67,6 +70,9 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
         print!("{}", to_json(&report)?);
     } else {
         println!("{}", table(&report));
+        for service in &report.services {
+            println!("{}", filter_summary(&service.name, &service.filter));
+        }
     }
     Ok(())
 }
@@ -101,6 +107,25 @@ fn line_status(live: &Connected, stats: &Stats, service: &Service, line: &Line) 
     }
 }
 
+/// One line of what the filters decided for a service, e.g.
+/// `user: 120 forwarded, 4 refused (unsupported_version 3, malformed_version 1); deprecated 1.x used by order 3`.
+fn filter_summary(service: &str, counts: &FilterCounts) -> String {
+    let listed = |counts: &std::collections::BTreeMap<String, u64>| {
+        let mut pairs: Vec<(&String, &u64)> = counts.iter().collect();
+        pairs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        pairs.iter().map(|(name, count)| format!("{name} {count}")).collect::<Vec<_>>().join(", ")
+    };
+    let refused: u64 = counts.refused.values().sum();
+    let mut line = format!("{service}: {} forwarded, {refused} refused", counts.forwarded);
+    if refused > 0 {
+        line.push_str(&format!(" ({})", listed(&counts.refused)));
+    }
+    for (version, by_caller) in &counts.deprecated {
+        line.push_str(&format!("; deprecated {version}.x used by {}", listed(by_caller)));
+    }
+    line
+}
+
 fn table(report: &Report) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
@@ -130,4 +155,25 @@ fn table(report: &Report) -> Table {
         }
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn summarises_what_the_filters_counted() {
+        let counts = FilterCounts {
+            forwarded: 120,
+            refused: BTreeMap::from([("malformed_version".into(), 1), ("unsupported_version".into(), 3)]),
+            deprecated: BTreeMap::from([("1".into(), BTreeMap::from([("order".into(), 3), ("none".into(), 5)]))]),
+        };
+        assert_eq!(
+            filter_summary("user", &counts),
+            "user: 120 forwarded, 4 refused (unsupported_version 3, malformed_version 1); \
+             deprecated 1.x used by none 5, order 3"
+        );
+        assert_eq!(filter_summary("order", &FilterCounts::default()), "order: 0 forwarded, 0 refused");
+    }
 }
