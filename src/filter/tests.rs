@@ -275,7 +275,12 @@ fn answered<'h>(
     let listed = supported_versions(service).join(", ");
     assert_eq!(host.answer_header("api-supported-versions"), Some(listed.as_str()), "{row}");
     assert_eq!(counted, [format!("{service}.{}", kind.replace('-', "_"))], "{row}");
-    host.answer.as_ref().unwrap()
+    let answer = host.answer.as_ref().unwrap();
+    // The access log's outcome: `meshver_<kind>{<service>}` or `…{<service>,<requested version>}`.
+    let details = format!("meshver_{}{{{service}", kind.replace('-', "_"));
+    assert!(answer.details.starts_with(&details) && answer.details.ends_with('}'), "{row}: {}", answer.details);
+    assert!(!answer.details.contains(char::is_whitespace), "{row}: {}", answer.details);
+    answer
 }
 
 /// A request's headers for a failure message, long or binary values shortened.

@@ -366,6 +366,35 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_named_for_the_access_log() {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","version_header":"x-v",
+            "deployments":[{"version":"2.0.0"},{"version":"2.1.0"}]}]}"#,
+        )
+        .unwrap();
+        let routes = routes(&catalog);
+        let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["s-2.0.0", "s-2.1.0", "s-v2", "none"]);
+        assert_eq!(routes[2]["metadata"]["filter_metadata"]["meshver"]["service"], "s");
+        let format = |sidecar| {
+            access_log("edge", &catalog, sidecar)["typed_config"]["log_format"]["text_format_source"]["inline_string"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let edge = format(false);
+        for field in [
+            "service=%METADATA(ROUTE:meshver:service)%",
+            "version=%REQ(x-v)%",
+            "route=%ROUTE_NAME%",
+            "outcome=%RESPONSE_CODE_DETAILS%",
+        ] {
+            assert!(edge.contains(field), "{field} not in {edge}");
+        }
+        assert!(format(true).contains("route=%REQ(x-meshver-route)%"));
+    }
+
+    #[test]
     fn deployments_within_a_line_announce_their_own_lifecycle() {
         let catalog = meshver::config::load(
             br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
