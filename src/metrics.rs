@@ -16,7 +16,7 @@
 //! A request is counted in VM memory ([`Tally`]); the host adapter hands the counts to Envoy
 //! each tick, defining a counter the first time its labels have a count.
 
-use crate::config::{Catalog, Service};
+use crate::config::{Catalog, Deployment, Line, Service};
 use crate::problem::ProblemKind;
 use crate::version::RequestedVersion;
 use std::borrow::Cow;
@@ -324,11 +324,14 @@ pub fn version_label(service: &Service, requested: Option<&RequestedVersion>) ->
     }
 }
 
-/// The `route` label of a route key of the service.
-pub fn route_label(service: &Service, route: &str) -> u32 {
-    let lines = service.lines.iter().map(|l| l.route.as_str());
-    let deployments = service.deployments.iter().map(|d| d.route.as_str());
-    lines.chain(deployments).position(|key| key == route).map_or(NO_ROUTE, index)
+/// The `route` label of the route key written: the line's when the whole line serves, or the
+/// pinned deployment's. Found by address (both are the catalog's own), not by comparing keys.
+pub fn route_label(service: &Service, whole_line: Option<&Line>, pinned: &Deployment) -> u32 {
+    let at = match whole_line {
+        Some(line) => service.lines.iter().position(|l| std::ptr::eq(l, line)),
+        None => service.deployments.iter().position(|d| std::ptr::eq(d, pinned)).map(|d| service.lines.len() + d),
+    };
+    at.map_or(NO_ROUTE, index)
 }
 
 /// The `caller` label of a calling service's name.

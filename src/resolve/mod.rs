@@ -108,7 +108,9 @@ fn route<'c>(
     labels.version = version_label(service, requested.as_ref());
     let (caller, requirement) =
         caller_and_requirement(catalog, service, request).inspect_err(|_| labels.caller = CallerLabel::Other)?;
-    if let Some(caller) = &caller {
+    // A sidecar's own identity is labelled already (`RequestLabels::unmatched`); one read from
+    // the headers is labelled here.
+    if let Some(Cow::Owned(caller)) = &caller {
         labels.caller = caller_label(catalog, &caller.service);
     }
 
@@ -205,7 +207,7 @@ fn route<'c>(
     let major = newest.version.major;
     let whole_line = service.line(major).filter(|line| line.size == candidates.len());
     let route = whole_line.map_or(newest.route.as_str(), |line| line.route.as_str());
-    labels.route = route_label(service, route);
+    labels.route = route_label(service, whole_line, newest);
     // Deprecated use: whatever deployment the route key reaches is deprecated.
     let deprecated = match whole_line {
         Some(_) => candidates.iter().all(|d| d.lifecycle.is_deprecated(now)),
