@@ -117,25 +117,18 @@ pub enum VersionLabel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeLabel {
     Forwarded,
+    /// Answered with this kind (never `response_too_large`: a response is counted in a family
+    /// of its own, its request already counted).
     Rejected(ProblemKind),
     /// No service matched: the request passed through.
     Unmatched,
 }
 
 impl OutcomeLabel {
-    /// Every value a request can count under (`response_too_large` is a family of its own:
-    /// it concerns a response, of a request already counted).
-    pub fn all() -> impl Iterator<Item = OutcomeLabel> {
-        let kinds = ProblemKind::ALL.into_iter().filter(|k| *k != ProblemKind::ResponseTooLarge);
-        std::iter::once(OutcomeLabel::Forwarded)
-            .chain(kinds.map(OutcomeLabel::Rejected))
-            .chain([OutcomeLabel::Unmatched])
-    }
-
     pub fn value(self) -> Cow<'static, str> {
         match self {
             OutcomeLabel::Forwarded => "forwarded".into(),
-            OutcomeLabel::Rejected(kind) => kind.slug().replace('-', "_").into(),
+            OutcomeLabel::Rejected(kind) => kind.label().into(),
             OutcomeLabel::Unmatched => "unmatched".into(),
         }
     }
@@ -609,6 +602,13 @@ mod tests {
         let tags = stats_tags();
         assert_eq!(tags.len(), Label::ALL.len());
         assert_eq!(tags[2], ("route", r"^wasmcustom\.meshver_.*?(;route=([^;]*))".to_owned()));
+    }
+
+    #[test]
+    fn outcome_labels_are_the_problem_types_in_snake_case() {
+        for kind in ProblemKind::ALL {
+            assert_eq!(OutcomeLabel::Rejected(kind).value(), kind.slug().replace('-', "_"));
+        }
     }
 
     #[test]

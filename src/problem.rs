@@ -128,6 +128,26 @@ impl ProblemKind {
         }
     }
 
+    /// The kind in a metric label and in response code details: the slug with `_` for `-`
+    /// (`unsupported_version`), written out so that an answer allocates nothing for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProblemKind::MalformedVersion => "malformed_version",
+            ProblemKind::VersionConflict => "version_conflict",
+            ProblemKind::VersionRequired => "version_required",
+            ProblemKind::UnsupportedVersion => "unsupported_version",
+            ProblemKind::MalformedCaller => "malformed_caller",
+            ProblemKind::NoCompatibleDeployment => "no_compatible_deployment",
+            ProblemKind::IncompatibleCaller => "incompatible_caller",
+            ProblemKind::VersionGone => "version_gone",
+            ProblemKind::MalformedBody => "malformed_body",
+            ProblemKind::ContractViolation => "contract_violation",
+            ProblemKind::BodyTooLarge => "body_too_large",
+            ProblemKind::ResponseTooLarge => "response_too_large",
+            ProblemKind::NotAcceptable => "not_acceptable",
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             ProblemKind::MalformedVersion => "Malformed API version",
@@ -244,7 +264,7 @@ impl Problem {
     /// `meshver_<kind>{<service>}`, or `meshver_<kind>{<service>,<requested version>}` when the
     /// version could be read, e.g. `meshver_unsupported_version{user,3}`.
     pub fn details(&self) -> String {
-        let kind = self.kind.slug().replace('-', "_");
+        let kind = self.kind.label();
         match &self.requested_version {
             Some(version) => format!("meshver_{kind}{{{},{version}}}", self.service),
             None => format!("meshver_{kind}{{{}}}", self.service),
