@@ -56,11 +56,14 @@ pub enum ProblemKind {
     ResponseTooLarge,
     /// The Accept header names versions, and no deployment serves one it accepts (406).
     NotAcceptable,
+    /// A caller claim the connection's mTLS peer may not make, or one made without a client
+    /// certificate, where claims are bound to the connection (403).
+    CallerMismatch,
 }
 
 impl ProblemKind {
     /// Every kind, in a fixed order (metric slots depend on it).
-    pub const ALL: [ProblemKind; 13] = [
+    pub const ALL: [ProblemKind; 14] = [
         ProblemKind::MalformedVersion,
         ProblemKind::VersionConflict,
         ProblemKind::VersionRequired,
@@ -74,6 +77,7 @@ impl ProblemKind {
         ProblemKind::BodyTooLarge,
         ProblemKind::ResponseTooLarge,
         ProblemKind::NotAcceptable,
+        ProblemKind::CallerMismatch,
     ];
 
     pub fn status(self) -> u16 {
@@ -84,6 +88,7 @@ impl ProblemKind {
             | ProblemKind::UnsupportedVersion
             | ProblemKind::MalformedCaller
             | ProblemKind::MalformedBody => 400,
+            ProblemKind::CallerMismatch => 403,
             ProblemKind::NotAcceptable => 406,
             ProblemKind::IncompatibleCaller => 409,
             ProblemKind::BodyTooLarge => 413,
@@ -105,6 +110,7 @@ impl ProblemKind {
             | ProblemKind::ContractViolation => 3, // INVALID_ARGUMENT
             ProblemKind::BodyTooLarge | ProblemKind::ResponseTooLarge => 8, // RESOURCE_EXHAUSTED
             ProblemKind::UnsupportedVersion | ProblemKind::VersionGone | ProblemKind::NotAcceptable => 12, // UNIMPLEMENTED
+            ProblemKind::CallerMismatch => 7,          // PERMISSION_DENIED
             ProblemKind::IncompatibleCaller => 9,      // FAILED_PRECONDITION
             ProblemKind::NoCompatibleDeployment => 14, // UNAVAILABLE
         }
@@ -125,6 +131,7 @@ impl ProblemKind {
             ProblemKind::BodyTooLarge => "body-too-large",
             ProblemKind::ResponseTooLarge => "response-too-large",
             ProblemKind::NotAcceptable => "not-acceptable",
+            ProblemKind::CallerMismatch => "caller-mismatch",
         }
     }
 
@@ -145,6 +152,7 @@ impl ProblemKind {
             ProblemKind::BodyTooLarge => "body_too_large",
             ProblemKind::ResponseTooLarge => "response_too_large",
             ProblemKind::NotAcceptable => "not_acceptable",
+            ProblemKind::CallerMismatch => "caller_mismatch",
         }
     }
 
@@ -163,6 +171,7 @@ impl ProblemKind {
             ProblemKind::BodyTooLarge => "Body too large",
             ProblemKind::ResponseTooLarge => "Response too large to change back",
             ProblemKind::NotAcceptable => "No acceptable API version",
+            ProblemKind::CallerMismatch => "Caller claim not made by the connection's peer",
         }
     }
 }

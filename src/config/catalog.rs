@@ -1,7 +1,7 @@
 //! The validated catalog the filter decides with: versions parsed, route keys filled in,
 //! lists sorted, so that nothing is parsed or allocated per request.
 
-use crate::caller::CallerIdentity;
+use crate::caller::{CallerIdentity, PeerBinding};
 use crate::data::ServiceData;
 use crate::lifecycle::Lifecycle;
 use crate::sources::Source;
@@ -18,6 +18,16 @@ pub struct Catalog {
     pub caller: Option<Caller>,
     /// Read caller identity headers stamped by another sidecar.
     pub trust_caller_headers: bool,
+    /// When set, a claim read from those headers must match the connection's mTLS peer.
+    pub caller_spiffe_ids: Option<PeerBinding>,
+}
+
+impl Catalog {
+    /// The binding a caller claim must pass here: set where claims are read from headers (a
+    /// listener that trusts them, not a caller's own sidecar) and bound to the connection.
+    pub fn claim_binding(&self) -> Option<&PeerBinding> {
+        self.caller_spiffe_ids.as_ref().filter(|_| self.trust_caller_headers && self.caller.is_none())
+    }
 }
 
 /// One service, ready for requests.

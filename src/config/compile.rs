@@ -10,7 +10,7 @@ use super::model::{
 };
 use super::{ConfigError, ConfigErrors};
 use super::{DEFAULT_QUERY_PARAM, DEFAULT_ROUTE_HEADER, DEFAULT_VERSION_HEADER, OWNED_HEADER_PREFIX};
-use crate::caller::CallerIdentity;
+use crate::caller::{check_spiffe_id, CallerIdentity, PeerBinding};
 use crate::data;
 use crate::lifecycle::{parse_instant, Lifecycle};
 use crate::sources::Source;
@@ -53,8 +53,11 @@ pub(super) fn compile(config: PluginConfig) -> Result<Catalog, ConfigErrors> {
         services.push(compile_service(&path, service, &known, &mut route_keys, &mut errors));
     }
     let caller = config.caller.and_then(|c| compile_caller(c, &services, &known, &mut errors));
+    let caller_spiffe_ids =
+        config.caller_spiffe_ids.map(|ids| compile_binding(ids, config.trust_caller_headers, &mut errors));
     if errors.0.is_empty() {
-        Ok(Catalog { route_header, services, caller, trust_caller_headers: config.trust_caller_headers })
+        let trust_caller_headers = config.trust_caller_headers;
+        Ok(Catalog { route_header, services, caller, trust_caller_headers, caller_spiffe_ids })
     } else {
         Err(ConfigErrors(errors.0))
     }
@@ -87,6 +90,36 @@ fn compile_caller(
     };
     let identity = CallerIdentity { service: config.service, version: version? };
     Some(Caller { identity, requires })
+}
+
+/// The SPIFFE IDs that may claim each caller service. Callers need not be services of this
+/// catalog (any service may call), but each must be a service name, and each ID a SPIFFE ID.
+fn compile_binding(ids: BTreeMap<String, Vec<String>>, trusted: bool, errors: &mut Errors) -> PeerBinding {
+    const PATH: &str = "$.caller_spiffe_ids";
+    if !trusted {
+        errors.add(PATH, "binds the caller claims that trust_caller_headers reads: set trust_caller_headers to true");
+    }
+    for (service, list) in &ids {
+        let at = format!("{PATH}.{service}");
+        if !is_service_name(service) {
+            errors.add(&at, format!("{service:?} is not a service name"));
+        }
+        if list.is_empty() {
+            errors.add(&at, "list at least one SPIFFE ID, or leave the service out so that no peer may claim it");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, id) in list.iter().enumerate() {
+            if let Err(wrong) = check_spiffe_id(id) {
+                errors.add(
+                    format!("{at}[{i}]"),
+                    format!("{id:?} is not a SPIFFE ID (like spiffe://cluster.local/ns/shop/sa/{service}): it {wrong}"),
+                );
+            } else if !seen.insert(id) {
+                errors.add(format!("{at}[{i}]"), format!("{id:?} is listed twice"));
+            }
+        }
+    }
+    PeerBinding::new(ids.into_iter().collect())
 }
 
 /// Semver ranges by callee service, each checked to parse and to name a service of the catalog.

@@ -25,6 +25,12 @@ pub struct PluginConfig {
     /// otherwise those headers are removed like every other `x-meshver-` header. Default false.
     #[serde(default)]
     pub trust_caller_headers: bool,
+    /// Binds the claims `trust_caller_headers` reads to the connection: caller service → the
+    /// SPIFFE IDs of the mTLS peers that may claim it (`{"order":
+    /// ["spiffe://cluster.local/ns/shop/sa/order"]}`). A claim from any other peer, or over a
+    /// connection without a client certificate, is refused. Default: claims are not bound.
+    #[serde(default)]
+    pub caller_spiffe_ids: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// The calling service, in an outbound sidecar.

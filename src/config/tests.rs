@@ -129,3 +129,41 @@ fn accepts_minimal_and_full_forms() {
     );
     assert!(rc.is_ok(), "{rc:?}");
 }
+
+#[test]
+fn caller_claims_bind_to_spiffe_ids() {
+    let with_binding = |trust: bool, ids: &str| {
+        let service: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        format!(r#"{{"services":[{service}],"trust_caller_headers":{trust},"caller_spiffe_ids":{ids}}}"#)
+    };
+    let order = r#"{"order":["spiffe://cluster.local/ns/shop/sa/order"]}"#;
+    let catalog = load(with_binding(true, order).as_bytes()).unwrap();
+    let binding = catalog.claim_binding().unwrap();
+    assert_eq!(binding.check("order", Some(b"spiffe://cluster.local/ns/shop/sa/order")), Ok(()));
+    // Callers need not be services of the catalog; an empty table binds every claim to nobody.
+    assert!(load(with_binding(true, r#"{"billing":["spiffe://td/billing"]}"#).as_bytes()).is_ok());
+    assert!(load(with_binding(true, "{}").as_bytes()).unwrap().claim_binding().is_some());
+    let cases: Vec<(String, &[&str])> = vec![
+        (with_binding(false, order), &["$.caller_spiffe_ids"]),
+        (with_binding(true, r#"{"Order":["spiffe://td/order"]}"#), &["$.caller_spiffe_ids.Order"]),
+        (with_binding(true, r#"{"order":[]}"#), &["$.caller_spiffe_ids.order"]),
+        (with_binding(true, r#"{"order":"spiffe://td/order"}"#), &["$.caller_spiffe_ids.order"]),
+        (
+            with_binding(true, r#"{"order":["spiffe://td/order","order","spiffe://td/order"]}"#),
+            &["$.caller_spiffe_ids.order[1]", "$.caller_spiffe_ids.order[2]"],
+        ),
+        (with_binding(true, r#"{"order":["spiffe://TD/order"]}"#), &["$.caller_spiffe_ids.order[0]"]),
+    ];
+    for (json, want) in &cases {
+        assert_eq!(paths(json), *want, "{json}");
+    }
+    let text = load(with_binding(true, r#"{"order":["https://td/order"]}"#).as_bytes()).unwrap_err().to_string();
+    assert_eq!(
+        text,
+        "$.caller_spiffe_ids.order[0]: \"https://td/order\" is not a SPIFFE ID \
+         (like spiffe://cluster.local/ns/shop/sa/order): it does not start with spiffe://"
+    );
+    // A caller's own sidecar reads no claims: nothing there to bind.
+    let sidecar = with_binding(true, order).replacen('{', r#"{"caller":{"service":"user","version":"1.4.0"},"#, 1);
+    assert!(load(sidecar.as_bytes()).unwrap().claim_binding().is_none());
+}

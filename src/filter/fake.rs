@@ -27,6 +27,10 @@ pub struct FakeHost {
     /// The response's headers and body (the body filter's side).
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub response_body: Vec<u8>,
+    /// The connection's mTLS peer ID (the client certificate's URI SAN); none for plaintext.
+    pub peer_uri_san: Option<Vec<u8>>,
+    /// How often the filter asked for the peer.
+    pub peer_reads: usize,
 }
 
 impl FakeHost {
@@ -52,6 +56,11 @@ impl FakeHost {
     /// header on as the filter left it, and the clock is the same proxy's.
     pub fn passed_on(&self) -> FakeHost {
         FakeHost { headers: self.headers.clone(), now: self.now, ..Self::default() }
+    }
+
+    /// The same, over an mTLS connection whose client certificate names `peer`.
+    pub fn passed_on_by(&self, peer: &str) -> FakeHost {
+        FakeHost { peer_uri_san: Some(peer.as_bytes().to_vec()), ..self.passed_on() }
     }
 
     /// What the request counted under in `meshver_requests_total`, as `<service>.<outcome>`.
@@ -97,6 +106,11 @@ impl Host for FakeHost {
 
     fn now(&self) -> i64 {
         self.now
+    }
+
+    fn peer_uri_san(&mut self) -> Option<Vec<u8>> {
+        self.peer_reads += 1;
+        self.peer_uri_san.clone()
     }
 
     fn count(&mut self, series: Series) {

@@ -2,14 +2,16 @@
 //! [`Host`]. The proxy-wasm adapter (`host/`, wasm only) is the one real host and decides
 //! nothing; the tests drive the same function through an in-memory host.
 //!
-//! One pass over the request headers: read them as bytes, [`decide`], count, remove what
-//! clients may not send, then set the route and rewrite, or answer (problem+json, or a gRPC
-//! status for a gRPC call).
+//! One pass over the request headers: read them as bytes, [`decide`], hold a caller claim to
+//! the connection's mTLS peer where the catalog binds claims, count, remove what clients may
+//! not send, then set the route and rewrite, or answer (problem+json, or a gRPC status for a
+//! gRPC call).
 
+use crate::caller::{CallerIdentity, ClaimRefused, CALLER_HEADER, MAX_SPIFFE_ID};
 use crate::config::Catalog;
 use crate::header_map;
-use crate::metrics::{OutcomeLabel, Series};
-use crate::problem::Answer;
+use crate::metrics::{CallerLabel, OutcomeLabel, Series, NO_ROUTE};
+use crate::problem::{Answer, Problem, ProblemKind};
 use crate::request::Request;
 use crate::resolve::{decide, Outcome, Plan};
 
@@ -26,6 +28,11 @@ pub trait Host {
     fn send_answer(&mut self, answer: &Answer);
     /// The proxy's clock, unix seconds.
     fn now(&self) -> i64;
+    /// The connection's mTLS peer: the first URI SAN of the client certificate the proxy
+    /// verified (in a mesh, a SPIFFE ID). `None` on a plaintext connection, without a client
+    /// certificate, or for one without a URI SAN. Asked only for a request that carries a
+    /// caller claim on a listener that binds claims: no other request pays for it.
+    fn peer_uri_san(&mut self) -> Option<Vec<u8>>;
     /// Counts the request in one counter (see [`crate::metrics`]), in memory.
     fn count(&mut self, series: Series);
     /// A line for the proxy's debug log.
@@ -67,7 +74,8 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
         return Verdict::Continue;
     };
     let request = Request::new(&headers);
-    let plan = decide(catalog, &request, host.now());
+    let mut plan = decide(catalog, &request, host.now());
+    bind_claim(host, catalog, &request, &mut plan);
     count(host, &plan);
     for name in &plan.remove_headers {
         host.set_request_header(name, None);
@@ -90,6 +98,37 @@ pub fn on_request_headers(host: &mut impl Host, catalog: &Catalog) -> Verdict {
             Verdict::Answered
         }
     }
+}
+
+/// Where the catalog binds caller claims to the connection, refuses a request whose
+/// `x-meshver-caller` the mTLS peer may not make, whatever `decide` made of it: the claim is
+/// not the caller's, so nothing decided from it stands. Only a request that carries a readable
+/// claim, to a service of the catalog, asks the host for the peer (an unreadable one is
+/// `decide`'s 400; without a service the header is only removed).
+fn bind_claim(host: &mut impl Host, catalog: &Catalog, request: &Request<'_>, plan: &mut Plan<'_>) {
+    let Some(binding) = catalog.claim_binding() else { return };
+    let Some(service) = plan.service.and_then(|index| catalog.services.get(index)) else { return };
+    let Some(claim) = request.first(CALLER_HEADER).and_then(CallerIdentity::parse) else { return };
+    let peer = host.peer_uri_san();
+    let Err(refused) = binding.check(&claim.service, peer.as_deref()) else { return };
+    // A peer ID past the standard's length is no SPIFFE ID: it is not echoed.
+    let peer = peer
+        .filter(|id| !id.is_empty() && id.len() <= MAX_SPIFFE_ID)
+        .map(|id| String::from_utf8_lossy(&id).into_owned());
+    let detail = match (refused, &peer) {
+        (ClaimRefused::OtherPeer, Some(id)) => {
+            format!("The {CALLER_HEADER} header claims {claim}, but the connection's peer is {id}, which may not speak for {}.", claim.service)
+        }
+        _ => format!(
+            "The {CALLER_HEADER} header claims {claim}, but the connection has no client certificate with a SPIFFE ID: claims are accepted over mTLS only."
+        ),
+    };
+    let mut problem = Problem::for_service(service, ProblemKind::CallerMismatch, detail, None);
+    problem.extensions.push(("caller", claim.to_string().into()));
+    problem.extensions.push(("peer", peer.map_or(serde_json::Value::Null, Into::into)));
+    plan.outcome = Outcome::Reject(problem);
+    plan.labels.caller = CallerLabel::Other;
+    plan.labels.route = NO_ROUTE;
 }
 
 /// Counts a decided request once under its outcome, unless it is marked for the body filter,

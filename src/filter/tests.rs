@@ -17,6 +17,8 @@
 //!   60 and 200 clients).
 //! - tests/test_lenient.py: its tables [`NEGOTIATED`] (9 rows), [`NOT_ACCEPTABLE`] (3),
 //!   [`DECODED`] (4) and [`UNREADABLE`] (4), and the request of its one other test.
+//! - tests/test_mtls.py: `e2e_mtls`, the requests that reach the inbound listener binding caller
+//!   claims to the mTLS peer, each with the peer's SPIFFE ID, and how often the peer was read.
 //!
 //! What each row asserts, as the e2e test does: who may answer (the service and versions behind
 //! the route key the filter wrote), the `:path` and `x-api-version` the upstream sees, that no
@@ -945,4 +947,147 @@ fn e2e_lenient_query_and_unreadable() {
         let want = Refusal { detail, ..refusal(400, "malformed-version", None) };
         send("test_unreadable_values_are_a_precise_400", &[&c], post(path, headers), &Want::Problem(want));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// tests/test_mtls.py: the demo's sidecar → inbound hop over mTLS, the inbound listener
+// binding caller claims to the client certificate's SPIFFE ID (`caller_spiffe_ids`).
+// Envoy's share: the TLS handshakes (a client without a certificate, or with one of another CA,
+// never reaches the filter where a client certificate is required; nor does a sidecar that
+// speaks plaintext to it), and the URI SAN it reports (the fake host's `peer_uri_san`).
+
+const ORDER_ID: &str = "spiffe://cluster.local/ns/shop/sa/order";
+const BILLING_ID: &str = "spiffe://cluster.local/ns/shop/sa/billing";
+
+/// The demo's listeners, the inbound one binding claims: only order's SPIFFE ID may claim order.
+fn bound_stack() -> (Stack, Catalog) {
+    let demo = demo_json();
+    let bound = json!({"trust_caller_headers": true, "caller_spiffe_ids": {"order": [ORDER_ID]}});
+    (Stack::new(&demo), listener(&demo, bound))
+}
+
+/// A request through a caller's sidecar, as it reaches the next listener over mTLS with the
+/// sidecar's certificate naming `peer`.
+fn from_sidecar(sidecar: &Catalog, peer: &str, host: FakeHost) -> FakeHost {
+    let (_, verdict, host) = through(&[sidecar], host);
+    assert_eq!(verdict, Verdict::Continue);
+    host.passed_on_by(peer)
+}
+
+/// A client connecting to the listener itself: over mTLS as `peer`, or in plaintext (`None`).
+fn direct(peer: Option<&str>, headers: Headers) -> FakeHost {
+    FakeHost { peer_uri_san: peer.map(|id| id.as_bytes().to_vec()), ..post("/login", headers) }
+}
+
+/// The 403 of a claim the peer may not make (`peer`: its SPIFFE ID as JSON, or `null`).
+fn mismatch<'a>(members: &'a str, detail: &'a [&'a str]) -> Want<'a> {
+    Want::Problem(Refusal { members, detail, ..refusal(403, "caller-mismatch", None) })
+}
+
+#[test]
+fn e2e_mtls() {
+    let (stack, inbound) = bound_stack();
+    let hop = &[&inbound][..];
+    let json_body: Headers = &[("content-type", b"application/json")];
+    let claim_order_2: Headers = &[("x-meshver-caller", b"order/2.0.0")];
+    let forged_sidecar = r#"{"caller": "order/2.0.0", "peer": "spiffe://cluster.local/ns/shop/sa/billing",
+        "title": "Caller claim not made by the connection's peer"}"#;
+    let plaintext = r#"{"caller": "order/2.0.0", "peer": null}"#;
+    // (test, request as it reaches the inbound listener, what the test asserts, peer reads)
+    let rows: Vec<(&str, FakeHost, Want, usize)> = vec![
+        (
+            "test_sidecars_with_their_own_certificate_are_honoured",
+            from_sidecar(&stack.order_2_sidecar, ORDER_ID, post("/login", json_body)),
+            from_caller("order/2.0.0", "user", &["2.1.0"], "2"),
+            1,
+        ),
+        (
+            "test_sidecars_with_their_own_certificate_are_honoured",
+            from_sidecar(&stack.order_1_sidecar, ORDER_ID, post("/login", json_body)),
+            from_caller("order/1.2.0", "user", &["1.4.0"], "1"),
+            1,
+        ),
+        (
+            "test_a_client_with_the_callers_certificate_is_that_caller",
+            direct(Some(ORDER_ID), &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"1")]),
+            Want::Problem(Refusal {
+                members: r#"{"caller": "order/2.0.0", "refused_by": [{"version": "1.4.0", "accepts": "<2"}]}"#,
+                ..refusal(409, "incompatible-caller", Some("1"))
+            }),
+            1,
+        ),
+        (
+            "test_a_client_with_the_callers_certificate_is_that_caller",
+            direct(Some(ORDER_ID), &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"2.1")]),
+            from_caller("order/2.0.0", "user", &["2.1.0"], "2.1"),
+            1,
+        ),
+        (
+            "test_a_sidecar_whose_certificate_names_another_service_is_refused",
+            from_sidecar(&stack.order_2_sidecar, BILLING_ID, post("/login", json_body)),
+            mismatch(forged_sidecar, &["order/2.0.0", BILLING_ID, "may not speak for order"]),
+            1,
+        ),
+        (
+            "test_a_client_claiming_another_identity_is_refused",
+            direct(Some(BILLING_ID), &[("x-meshver-caller", b"order/2.0.0"), ("x-api-version", b"2.1")]),
+            mismatch(forged_sidecar, &[BILLING_ID]),
+            1,
+        ),
+        (
+            "test_a_client_claiming_another_identity_is_refused",
+            direct(Some(BILLING_ID), &[("x-meshver-requires", b">=2.1"), ("x-meshver-caller", b"order/9.0.0")]),
+            mismatch(r#"{"caller": "order/9.0.0", "peer": "spiffe://cluster.local/ns/shop/sa/billing"}"#, &[]),
+            1,
+        ),
+        (
+            "test_a_client_claiming_another_identity_is_refused",
+            direct(Some(BILLING_ID), &[]),
+            upstream("user", &["1.4.0"], "/login", "1"),
+            0,
+        ),
+        (
+            "test_without_a_client_certificate_a_claim_is_refused",
+            direct(None, claim_order_2),
+            mismatch(plaintext, &["no client certificate", "mTLS"]),
+            1,
+        ),
+        (
+            "test_without_a_client_certificate_a_claim_is_refused",
+            direct(None, &[("x-api-version", b"2.1")]),
+            upstream("user", &["2.1.0"], "/login", "2.1"),
+            0,
+        ),
+    ];
+    for (test, host, want, peer_reads) in rows {
+        let host = send(test, hop, host, &want);
+        assert_eq!(host.peer_reads, peer_reads, "{test}: the peer is read only for a claim");
+    }
+}
+
+/// Where claims are not bound, or not read, no request asks for the peer; an unreadable claim
+/// is `decide`'s 400, and a request no service matches only loses the header.
+#[test]
+fn claims_are_bound_only_where_they_are_read() {
+    let (stack, inbound) = bound_stack();
+    let claim: Headers = &[("x-meshver-caller", b"order/1.2.0")];
+    for (name, catalog) in
+        [("edge", &stack.edge), ("unbound inbound", &stack.inbound), ("sidecar", &stack.order_2_sidecar)]
+    {
+        let mut host = direct(None, claim);
+        assert_eq!(on_request_headers(&mut host, catalog), Verdict::Continue, "{name}");
+        assert_eq!(host.peer_reads, 0, "{name}");
+    }
+    let mut unreadable = direct(None, &[("x-meshver-caller", b"order")]);
+    assert_eq!(on_request_headers(&mut unreadable, &inbound), Verdict::Answered);
+    assert_eq!((unreadable.answer.unwrap().status, unreadable.peer_reads), (400, 0));
+    let mut unmatched = FakeHost { peer_uri_san: None, ..post("/elsewhere", claim) };
+    assert_eq!(on_request_headers(&mut unmatched, &inbound), Verdict::Continue);
+    assert_eq!((unmatched.peer_reads, unmatched.removed.as_slice()), (0, &["x-meshver-caller".to_owned()][..]));
+    // A gRPC call is refused with PERMISSION_DENIED.
+    let grpc: Headers = &[("content-type", b"application/grpc"), ("x-meshver-caller", b"order/2.0.0")];
+    let mut call = FakeHost { peer_uri_san: None, ..post("/acme.user.v2.UserService/Login", grpc) };
+    assert_eq!(on_request_headers(&mut call, &inbound), Verdict::Answered);
+    assert_eq!(call.answer.as_ref().unwrap().grpc_status, Some(7));
+    assert_eq!(call.answer_header("meshver-problem-type"), Some("urn:meshver:problem:caller-mismatch"));
 }

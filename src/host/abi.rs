@@ -121,7 +121,9 @@ pub fn set_body(buffer: BufferType, old_size: usize, body: &[u8]) -> Result<(), 
     }
 }
 
-/// A property of the plugin or stream by its one-segment name (`plugin_root_id`).
+/// A property of the plugin or stream by its path: one segment (`plugin_root_id`), or several
+/// joined by NUL (`connection\0uri_san_peer_certificate`), as the ABI takes them. A property
+/// the host does not have is refused with status 1 (not found).
 pub fn property(name: &str) -> Result<Vec<u8>, Refused> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;

@@ -34,6 +34,12 @@ impl HttpContext for MeshverHttp {
     }
 }
 
+/// Envoy's attribute for the first URI SAN of the downstream peer's certificate, as a
+/// property path (segments joined by NUL).
+const PEER_URI_SAN: &str = "connection\0uri_san_peer_certificate";
+/// The ABI status for a property the host does not have.
+const NOT_FOUND: abi::Refused = 1;
+
 /// [`Host`] over the proxy-wasm ABI, for one request.
 pub struct WasmHost<'p> {
     pub context_id: u32,
@@ -64,6 +70,18 @@ impl Host for WasmHost<'_> {
 
     fn now(&self) -> i64 {
         self.plugin.now.get()
+    }
+
+    fn peer_uri_san(&mut self) -> Option<Vec<u8>> {
+        match abi::property(PEER_URI_SAN) {
+            Ok(id) => Some(id),
+            // Envoy has no such property without a peer certificate with a URI SAN (plaintext).
+            Err(NOT_FOUND) => None,
+            Err(status) => {
+                log::warn!("meshver[{}]: could not read the peer's URI SAN: status {status}", self.context_id);
+                None
+            }
+        }
     }
 
     fn count(&mut self, series: Series) {
