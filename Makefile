@@ -59,13 +59,13 @@ envoy: $(ENVOY_INSTALLED)
 test:
 	cargo test --workspace
 	cargo test --manifest-path fuzz/Cargo.toml --no-default-features
-	$(MAKE) --no-print-directory build venv envoy
+	$(MAKE) --no-print-directory build venv envoy h2load
 	$(VENV)/bin/python -m pytest tests
 
 # The end-to-end tests against every release in ENVOY_VERSIONS in turn (1.5 to 2.5 minutes each),
 # then one line per release; fails if any release failed.
 test-envoys: SHELL := /bin/bash
-test-envoys: build venv
+test-envoys: build venv h2load
 	@for version in $(ENVOY_VERSIONS); do $(MAKE) -s --no-print-directory envoy ENVOY_VERSION=$$version || exit 1; done
 	@mkdir -p target/test-envoys; failed=0; \
 	for version in $(ENVOY_VERSIONS); do \
@@ -135,3 +135,18 @@ fuzz:
 	  if [ $$status -ne 0 ]; then tail -40 target/fuzz/$$target.log; \
 	    echo "fuzz $$target failed: the input is in target/fuzz/artifacts/$$target/"; exit $$status; fi; \
 	done
+
+# h2load, from Debian's nghttp2-client: the load generator of tests/test_load.py and `make soak`.
+.PHONY: h2load
+h2load:
+	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client)
+
+# Load and soak (not part of `make test`, which runs 20 s of it in tests/test_load.py): the
+# bench's request mix with sticky keys and the served demo's JSON bodies, over 128 connections
+# (half HTTP/1.1, half HTTP/2) for SOAK_SECONDS, loopback only; fails if a request gets another
+# status than its kind's, if any is lost, or if Envoy's memory grows after the warm-up. Figures
+# go into BENCHMARKS.md ("Load and soak"). About SOAK_SECONDS plus half a minute.
+SOAK_SECONDS ?= 240
+.PHONY: soak
+soak: build venv envoy h2load
+	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python tests/soak.py
