@@ -80,6 +80,47 @@ pub struct MeshListener {
     /// Set on this listener's copy of the catalog: trust identities stamped by sidecars.
     #[serde(default)]
     pub trust_caller_headers: bool,
+    /// Set on this listener's copy of the catalog: the SPIFFE IDs of the mTLS peers that may
+    /// claim each caller service (`{"order": ["spiffe://cluster.local/ns/shop/sa/order"]}`).
+    #[serde(default)]
+    pub caller_spiffe_ids: Option<serde_json::Value>,
+    /// Serve this listener over TLS, by default requiring a client certificate (mTLS).
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// Send to `forward_to` over mTLS, with this sidecar's own certificate.
+    #[serde(default)]
+    pub forward_tls: Option<ForwardTls>,
+}
+
+/// A listener's TLS: its certificate and key, and the CA its clients' certificates are
+/// verified against (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// Refuse a connection without a client certificate of `ca`. Default true: the filter can
+    /// only bind a caller claim to a peer that presented one.
+    #[serde(default = "required")]
+    pub require_client_certificate: bool,
+}
+
+fn required() -> bool {
+    true
+}
+
+/// A sidecar's TLS toward `forward_to`: its own certificate and key (the identity the
+/// listener there reads), and the CA that listener's certificate is verified against.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    /// The SPIFFE ID (URI SAN) the listener's certificate must carry. Default: any of `ca`.
+    #[serde(default)]
+    pub server_spiffe_id: Option<String>,
 }
 
 impl MeshListener {
@@ -91,6 +132,9 @@ impl MeshListener {
         }
         if self.trust_caller_headers {
             fields.push(("trust_caller_headers", serde_json::Value::Bool(true)));
+        }
+        if let Some(ids) = &self.caller_spiffe_ids {
+            fields.push(("caller_spiffe_ids", ids.clone()));
         }
         fields
     }

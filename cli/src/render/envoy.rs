@@ -3,7 +3,7 @@
 use super::{buffer_limit, compact_json, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, load_file_with, runtime_prefix};
 use crate::fail::{Fail, Outcome};
-use crate::mesh::{socket_address, FailurePolicy, MeshFile};
+use crate::mesh::{socket_address, FailurePolicy, ForwardTls, ListenerTls, MeshFile};
 use meshver::config::Deployment;
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use meshver::metrics;
@@ -43,6 +43,12 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         }
         let catalog = load_file_with(&file.resolve(&listener.catalog), &listener.overlay())?;
         let (host, port) = socket_address(&listener.address, &format!("address of listener {:?}", listener.name))?;
+        if listener.forward_tls.is_some() && listener.forward_to.is_none() {
+            return Err(Fail::new(
+                format!("listener {:?} has forward_tls but no forward_to", listener.name),
+                "give forward_to, or drop forward_tls",
+            ));
+        }
         let strip: Vec<&str> = match listener.forward_to {
             Some(_) => vec![],
             None => vec![catalog.catalog.route_header.as_str(), STICKY_HEADER, BODY_HEADER],
@@ -53,6 +59,9 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 let (to_host, to_port) =
                     socket_address(target, &format!("forward_to of listener {:?}", listener.name))?;
                 add_cluster(&mut clusters, &mut cluster_names, &name, &to_host, to_port)?;
+                if let (Some(tls), Some(cluster)) = (&listener.forward_tls, clusters.last_mut()) {
+                    cluster["transport_socket"] = upstream_tls(&file, tls);
+                }
                 vec![json!({"match": {"prefix": "/"}, "route": {"cluster": name, "timeout": "5s"}})]
             }
             None => {
@@ -106,6 +115,9 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         if let Some(limit) = listener_limit {
             rendered["per_connection_buffer_limit_bytes"] = json!(limit);
         }
+        if let Some(tls) = &listener.tls {
+            rendered["filter_chains"][0]["transport_socket"] = downstream_tls(&file, tls);
+        }
         listeners.push(rendered);
     }
     let (admin_host, admin_port) = socket_address(&mesh.admin, "admin")?;
@@ -141,6 +153,43 @@ fn add_cluster(clusters: &mut Vec<Value>, names: &mut BTreeSet<String>, name: &s
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address(host, port)}}]}]},
     }));
     Ok(())
+}
+
+/// A listener's TLS: its certificate, ALPN for HTTP/2 and HTTP/1.1, and unless told otherwise
+/// a required client certificate of the CA, whose first URI SAN (a SPIFFE ID) the filter reads
+/// as the connection's peer.
+fn downstream_tls(file: &MeshFile, tls: &ListenerTls) -> Value {
+    let mut context = tls_context(file, &tls.cert, &tls.key, &tls.ca);
+    context["alpn_protocols"] = json!(["h2", "http/1.1"]);
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "require_client_certificate": tls.require_client_certificate,
+        "common_tls_context": context,
+    }})
+}
+
+/// A sidecar's hop to `forward_to` over mTLS: its own certificate (its identity there), and the
+/// listener's certificate checked against the CA and, if given, its SPIFFE ID.
+fn upstream_tls(file: &MeshFile, tls: &ForwardTls) -> Value {
+    let mut context = tls_context(file, &tls.cert, &tls.key, &tls.ca);
+    if let Some(id) = &tls.server_spiffe_id {
+        context["validation_context"]["match_typed_subject_alt_names"] =
+            json!([{"san_type": "URI", "matcher": {"exact": id}}]);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": context,
+    }})
+}
+
+/// A certificate and key, and the CA the other side's certificate must chain to; paths as the
+/// mesh file resolves them.
+fn tls_context(file: &MeshFile, cert: &Path, key: &Path, ca: &Path) -> Value {
+    let path = |p: &Path| json!({"filename": file.resolve(p).display().to_string()});
+    json!({
+        "tls_certificates": [{"certificate_chain": path(cert), "private_key": path(key)}],
+        "validation_context": {"trusted_ca": path(ca)},
+    })
 }
 
 /// A module's path as the rendered config names it.
