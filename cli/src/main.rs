@@ -52,6 +52,13 @@ enum Command {
     /// Render mesh configuration.
     #[command(subcommand)]
     Render(RenderCommand),
+    /// Check a mesh file's catalogs, then write them where its Envoy takes them live.
+    Publish {
+        mesh: PathBuf,
+        /// Write the wasm path relative to this folder, as `render envoy` did.
+        #[arg(long, value_name = "DIR")]
+        wasm_relative_to: Option<PathBuf>,
+    },
     /// Show live weights, requests, 5xx, error rate and p99 per deployment.
     Status {
         #[command(flatten)]
@@ -174,6 +181,7 @@ fn run(command: Command) -> Outcome {
             let options = render::istio::IstioOptions { namespace, image, body_image, selector, failure_policy };
             commands::render::istio(&catalog, &options, output.as_deref())
         }
+        Command::Publish { mesh, wasm_relative_to } => commands::publish::run(&mesh, wasm_relative_to),
         Command::Status { envoy, json } => commands::status::run(&envoy, json),
         Command::Shift { service, to, weight, force, envoy } => {
             commands::shift::run(&service, &to, weight, force, &envoy)

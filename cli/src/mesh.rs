@@ -24,6 +24,10 @@ pub struct Mesh {
     /// What Envoy does when a filter's VM fails while serving. Default: closed.
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// The filters' config in files Envoy watches, which `meshver publish` changes live.
+    /// Default: none (the config is in the bootstrap).
+    #[serde(default)]
+    pub live_config: Option<crate::render::live::LiveConfig>,
 }
 
 /// What the proxy does with requests once a filter's VM has failed (trapped) while serving:

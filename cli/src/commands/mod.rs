@@ -1,6 +1,7 @@
 //! The commands, one file each: what `main` dispatches to.
 
 pub mod check;
+pub mod publish;
 pub mod render;
 pub mod rollback;
 pub mod rollout;

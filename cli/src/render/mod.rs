@@ -3,6 +3,7 @@
 pub mod buckets;
 pub mod envoy;
 pub mod istio;
+pub mod live;
 pub mod yaml;
 
 /// Header the filter writes a client's stable number (0000–9999) into, for sticky weights.
