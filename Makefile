@@ -59,13 +59,13 @@ envoy: $(ENVOY_INSTALLED)
 test:
 	cargo test --workspace
 	cargo test --manifest-path fuzz/Cargo.toml --no-default-features
-	$(MAKE) --no-print-directory build venv envoy h2load
+	$(MAKE) --no-print-directory build venv envoy h2load tmux
 	$(VENV)/bin/python -m pytest tests
 
 # The end-to-end tests against every release in ENVOY_VERSIONS in turn (1.5 to 2.5 minutes each),
 # then one line per release; fails if any release failed.
 test-envoys: SHELL := /bin/bash
-test-envoys: build venv h2load
+test-envoys: build venv h2load tmux
 	@for version in $(ENVOY_VERSIONS); do $(MAKE) -s --no-print-directory envoy ENVOY_VERSION=$$version || exit 1; done
 	@mkdir -p target/test-envoys; failed=0; \
 	for version in $(ENVOY_VERSIONS); do \
@@ -135,6 +135,11 @@ fuzz:
 	  if [ $$status -ne 0 ]; then tail -40 target/fuzz/$$target.log; \
 	    echo "fuzz $$target failed: the input is in target/fuzz/artifacts/$$target/"; exit $$status; fi; \
 	done
+
+# tmux, from Debian: the real terminal of tests/test_watch.py, and `make demo-canary`'s screen.
+.PHONY: tmux
+tmux:
+	@command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux)
 
 # h2load, from Debian's nghttp2-client: the load generator of tests/test_load.py and `make soak`.
 .PHONY: h2load

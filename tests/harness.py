@@ -171,6 +171,51 @@ def _stop_process(proc, sig=signal.SIGTERM, grace=5):
             proc.wait()
 
 
+class Tmux:
+    """A tmux server of its own (`tmux -L <socket>`), for programs that need a real terminal: the
+    tests read what is on its screen, the canary shows two panes in it. Panes stay on screen after
+    their command exits (remain-on-exit), so its last output can still be read. kill() stops the
+    server and everything it runs."""
+
+    def __init__(self, socket):
+        if shutil.which("tmux") is None:
+            raise RuntimeError("tmux is not installed; `make test` installs it (apt-get install tmux)")
+        self.socket = socket
+        # Not the tmux this may run inside (a test run from a tmux pane): a server of its own.
+        self.env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+
+    def run(self, *args):
+        """One tmux command (several, separated by ";"); what it printed."""
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
+                              timeout=10, env=self.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, session, command, width, height):
+        """A detached session `width` x `height` running `command` (a shell command line)."""
+        self.run("start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
+                 "new-session", "-d", "-s", session, "-x", str(width), "-y", str(height), command)
+
+    def screen(self, target):
+        """What pane `target` shows now, line by line."""
+        return self.run("capture-pane", "-p", "-t", target).splitlines()
+
+    def output(self, target):
+        """Everything pane `target` has written to its normal screen, scrolled off or not."""
+        return self.run("capture-pane", "-p", "-S", "-", "-t", target).splitlines()
+
+    def show(self, target, fmt):
+        """A tmux format's value for pane `target`, e.g. "#{alternate_on}"."""
+        return self.run("display-message", "-p", "-t", target, fmt).strip()
+
+    def keys(self, target, *keys):
+        self.run("send-keys", "-t", target, *keys)
+
+    def kill(self):
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, env=self.env)
+
+
 class Upstream:
     """One deployment of examples/services/service.py, e.g. Upstream("user", "2.1.0")."""
 

@@ -104,6 +104,15 @@ pub fn duration(flag: &'static str) -> impl Fn(&str) -> Result<Duration, BadFlag
     }
 }
 
+/// A count flag: a whole number, at least 1.
+pub fn count(flag: &'static str) -> impl Fn(&str) -> Result<u64, BadFlag> + Clone + Send + Sync + 'static {
+    move |text| {
+        text.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            BadFlag::new(format!("{flag} {text:?} is not a whole number above 0"), format!("give {flag} like 10"))
+        })
+    }
+}
+
 /// `--admin`: `127.0.0.1:9901` or `http://127.0.0.1:9901/` → `http://127.0.0.1:9901`.
 pub fn admin_url(text: &str) -> Result<String, Infallible> {
     let url = text.trim_end_matches('/');
@@ -142,6 +151,8 @@ mod tests {
         assert_eq!(duration("--max-p99")("250ms").unwrap(), Duration::from_millis(250));
         assert!(duration("--interval")("0s").is_err());
         assert!(duration("--interval")("soon").unwrap_err().to_string().starts_with("--interval \"soon\""));
+        assert_eq!(count("--count")("3").unwrap(), 3);
+        assert!(count("--count")("0").unwrap_err().to_string().starts_with("--count \"0\" is not a whole number"));
         assert_eq!(weight("100").unwrap(), 100);
         assert_eq!(weight("25%").unwrap(), 25);
         assert!(weight("101").unwrap_err().to_string().starts_with("weight \"101\""));

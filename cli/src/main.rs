@@ -64,8 +64,21 @@ enum Command {
         #[command(flatten)]
         envoy: EnvoyFlags,
         /// Print JSON for scripts.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Redraw every --interval: weight, traffic share, requests/s, error rate and p99 over
+        /// --window, with charts; q or Ctrl-C quits.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch reads the admin and redraws.
+        #[arg(long, default_value = "1s", value_parser = flags::duration("--interval"), requires = "watch")]
+        interval: Duration,
+        /// How far back --watch's numbers reach.
+        #[arg(long, default_value = "5m", value_parser = flags::duration("--window"), requires = "watch")]
+        window: Duration,
+        /// Stop --watch after N redraws (for scripts).
+        #[arg(long, value_name = "N", value_parser = flags::count("--count"), requires = "watch")]
+        count: Option<u64>,
     },
     /// Set one deployment's share of its line; the rest of the line shares the remainder.
     Shift {
@@ -182,7 +195,10 @@ fn run(command: Command) -> Outcome {
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Publish { mesh, wasm_relative_to } => commands::publish::run(&mesh, wasm_relative_to),
-        Command::Status { envoy, json } => commands::status::run(&envoy, json),
+        Command::Status { envoy, watch: true, interval, window, count, .. } => {
+            commands::watch::run(&envoy, &commands::watch::WatchArgs { interval, window, count })
+        }
+        Command::Status { envoy, json, .. } => commands::status::run(&envoy, json),
         Command::Shift { service, to, weight, force, envoy } => {
             commands::shift::run(&service, &to, weight, force, &envoy)
         }

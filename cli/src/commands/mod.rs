@@ -7,6 +7,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod shift;
 pub mod status;
+pub mod watch;
 
 use crate::admin::snapshot::Snapshot;
 use crate::admin::Admin;

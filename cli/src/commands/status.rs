@@ -1,13 +1,13 @@
 //! `meshver status`: per deployment, the live weight and what Envoy measured, as a table or
 //! as JSON (`--json`), both from one typed report.
 
-use super::{to_json, Connected};
+use super::{emit, to_json, Connected};
 use crate::admin::snapshot::WeightSource;
 use crate::catalog::{runtime_prefix, stable_index};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
 use crate::format::{millis, percent};
-use crate::stats::{FilterCounts, Stats};
+use crate::stats::{ClusterSample, FilterCounts, Stats};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use meshver::config::{Line, Service};
 use serde::Serialize;
@@ -28,27 +28,28 @@ struct ServiceStatus {
 }
 
 #[derive(Debug, Serialize)]
-struct LineStatus {
+pub(super) struct LineStatus {
     major: u64,
-    route: String,
+    pub route: String,
     runtime_prefix: String,
-    deployments: Vec<DeploymentStatus>,
+    pub deployments: Vec<DeploymentStatus>,
 }
 
-/// One deployment: its live weight and its cluster's counters since Envoy started.
+/// One deployment: its live weight and its cluster's counters (since Envoy started for
+/// `status`, over the window for `status --watch`).
 #[derive(Debug, Serialize)]
-struct DeploymentStatus {
-    version: String,
-    route: String,
-    weight: u32,
-    weight_source: WeightSource,
-    stable: bool,
-    requests: u64,
-    errors_5xx: u64,
+pub(super) struct DeploymentStatus {
+    pub version: String,
+    pub route: String,
+    pub weight: u32,
+    pub weight_source: WeightSource,
+    pub stable: bool,
+    pub requests: u64,
+    pub errors_5xx: u64,
     /// A fraction (0.01 = 1%).
-    error_rate: f64,
+    pub error_rate: f64,
     /// None before the first request.
-    p99_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
@@ -61,23 +62,34 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
             .iter()
             .map(|service| ServiceStatus {
                 name: service.name.clone(),
-                lines: service.lines.iter().map(|line| line_status(&live, &stats, service, line)).collect(),
+                lines: line_statuses(&live, service, &|route| stats.cluster(route)),
                 filter: stats.filter_counts(&service.name),
             })
             .collect(),
     };
+    // Written, not printed: a closed pipe (`| head`) is an error line, not a panic.
     if as_json {
-        print!("{}", to_json(&report)?);
+        emit(None, &to_json(&report)?)
     } else {
-        println!("{}", table(&report));
+        let mut text = format!("{}\n", table(&report));
         for service in &report.services {
-            println!("{}", filter_summary(&service.name, &service.filter));
+            text.push_str(&format!("{}\n", filter_summary(&service.name, &service.filter)));
         }
+        emit(None, &text)
     }
-    Ok(())
 }
 
-fn line_status(live: &Connected, stats: &Stats, service: &Service, line: &Line) -> LineStatus {
+/// Each line of `service` with its deployments' live weights and the numbers `sample` gives of
+/// each deployment's cluster (by route key).
+pub(super) fn line_statuses(
+    live: &Connected,
+    service: &Service,
+    sample: &dyn Fn(&str) -> ClusterSample,
+) -> Vec<LineStatus> {
+    service.lines.iter().map(|line| line_status(live, service, line, sample)).collect()
+}
+
+fn line_status(live: &Connected, service: &Service, line: &Line, sample: &dyn Fn(&str) -> ClusterSample) -> LineStatus {
     let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
     let weights = live.snapshot.line_weights(service, line);
@@ -90,7 +102,7 @@ fn line_status(live: &Connected, stats: &Stats, service: &Service, line: &Line) 
             .zip(weights)
             .enumerate()
             .map(|(i, (d, (weight, weight_source)))| {
-                let sample = stats.cluster(&d.route);
+                let sample = sample(&d.route);
                 DeploymentStatus {
                     version: d.version.to_string(),
                     route: d.route.clone(),
