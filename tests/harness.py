@@ -453,9 +453,9 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
     """An Envoy bootstrap from `meshver render envoy`, the one generator of mesh config.
 
     listeners: dicts {name, port, catalog (a dict), forward_to (a port), caller,
-    trust_caller_headers}; the first is the Envoy's main listener. endpoints: route key
-    of a deployment (its cluster) -> port of its upstream on 127.0.0.1. failure_policy: the
-    mesh file's (None: left out, the default).
+    trust_caller_headers, caller_spiffe_ids, tls, forward_tls (as in the mesh file)}; the first
+    is the Envoy's main listener. endpoints: route key of a deployment (its cluster) -> port of
+    its upstream on 127.0.0.1. failure_policy: the mesh file's (None: left out, the default).
     """
     wasm_path = Path(wasm_path)
     if not wasm_path.is_file():
@@ -470,7 +470,7 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
                      "catalog": str(catalog_path)}
             if listener.get("forward_to"):
                 entry["forward_to"] = f"127.0.0.1:{listener['forward_to']}"
-            for overlay in ("caller", "trust_caller_headers"):
+            for overlay in ("caller", "trust_caller_headers", "caller_spiffe_ids", "tls", "forward_tls"):
                 if listener.get(overlay):
                     entry[overlay] = listener[overlay]
             entries.append(entry)
@@ -604,10 +604,12 @@ def _as_bytes(body):
     return body.encode() if isinstance(body, str) else body
 
 
-def http1(method, url, headers=None, body=None, timeout=10):
-    """One HTTP/1.1 request with http.client. headers: dict or list of pairs (repeats allowed)."""
+def http1(method, url, headers=None, body=None, timeout=10, tls=None):
+    """One HTTP/1.1 request with http.client. headers: dict or list of pairs (repeats allowed).
+    tls: an ssl.SSLContext to speak HTTPS with (holding a client certificate, for mTLS)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = (http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=tls) if tls
+            else http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout))
     try:
         target = parts.path or "/"
         if parts.query:
@@ -627,11 +629,12 @@ def http1(method, url, headers=None, body=None, timeout=10):
         conn.close()
 
 
-def http2(method, url, headers=None, body=None, timeout=10):
-    """One HTTP/2 request over cleartext with prior knowledge (h2c), via httpx."""
+def http2(method, url, headers=None, body=None, timeout=10, tls=None):
+    """One HTTP/2 request via httpx: over cleartext with prior knowledge (h2c), or with `tls` (an
+    ssl.SSLContext) over TLS, negotiated by ALPN."""
     import httpx  # only the tests need it; the demo runs without it
 
-    with httpx.Client(http1=False, http2=True, timeout=timeout) as client:
+    with httpx.Client(http1=False, http2=True, timeout=timeout, verify=tls or True) as client:
         answer = client.request(method, url, headers=headers, content=_as_bytes(body))
         assert answer.http_version == "HTTP/2", f"negotiated {answer.http_version}, not HTTP/2"
         return _response(answer.status_code, answer.headers.multi_items(), answer.content)
