@@ -316,7 +316,7 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
         body_work = any("data" in service for service in catalog["services"])
         plugins = [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"]
         assert plugins == (["meshver", "meshver-body"] if body_work else ["meshver"]), path
-        assert any(d["kind"] == "EnvoyFilter" for d in docs) == body_work, path
+        assert envoy_filters(docs) == (["meshver-body-buffer", "meshver-stats"] if body_work else ["meshver-stats"])
     # The deprecated user 1.4.0 announces itself wherever a route sends there, and only there.
     user = next(d for d in validate_manifests(DEMO_ISTIO.read_text())
                 if d["kind"] == "VirtualService" and d["metadata"]["name"] == "user")
@@ -328,6 +328,16 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
                 assert sent["link"] == '<https://api.example.com/docs/user/v2>; rel="successor-version"'
             else:
                 assert sent is None, to
+
+
+def envoy_filters(docs):
+    """The names of the EnvoyFilters among rendered resources, in order."""
+    return [d["metadata"]["name"] for d in docs if d["kind"] == "EnvoyFilter"]
+
+
+def envoy_filter(docs, name):
+    """The spec of the rendered EnvoyFilter `name`."""
+    return next(d["spec"] for d in docs if d["kind"] == "EnvoyFilter" and d["metadata"]["name"] == name)
 
 
 def test_istio_rendering_with_options_is_valid():
@@ -372,9 +382,11 @@ def test_istio_body_filter_for_a_catalog_with_data(tmp_path):
     result = meshver("render", "istio", example, "--namespace", "shop", "--selector", "app=gateway")
     assert result.returncode == 0, result.stderr
     docs = validate_manifests(result.stdout)
-    # Apply order: the filters and the listeners' limit before the routes that lead through them.
-    assert [d["kind"] for d in docs[:3]] == ["WasmPlugin", "WasmPlugin", "EnvoyFilter"]
-    assert {d["kind"] for d in docs[3:]} == {"DestinationRule", "VirtualService"}
+    # Apply order: the filters, the listeners' limit and the stats tags before the routes that
+    # lead through them.
+    assert [d["kind"] for d in docs[:4]] == ["WasmPlugin", "WasmPlugin", "EnvoyFilter", "EnvoyFilter"]
+    assert envoy_filters(docs) == ["meshver-body-buffer", "meshver-stats"]
+    assert {d["kind"] for d in docs[4:]} == {"DestinationRule", "VirtualService"}
     header, body, buffer = (d["spec"] for d in docs[:3])
     assert docs[1]["metadata"] == {"name": "meshver-body", "namespace": "shop"}
     assert (header["pluginName"], body["pluginName"]) == ("meshver", "meshver-body")
@@ -429,7 +441,7 @@ def test_istio_body_module_url(tmp_path):
     assert result.returncode == 0, result.stderr
     docs = validate_manifests(result.stdout)
     assert [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"] == ["meshver"]
-    assert not any(d["kind"] == "EnvoyFilter" for d in docs)
+    assert envoy_filters(docs) == ["meshver-stats"]
 
 
 # A catalog with body work: a contract on POST /register, and a body limit above Envoy's
@@ -473,8 +485,7 @@ def test_the_istio_body_filter_works_without_match_delegate(tmp_path):
     rendered = meshver("render", "istio", catalog_path)
     assert rendered.returncode == 0, rendered.stderr
     docs = validate_manifests(rendered.stdout)
-    (envoy_filter,) = (d["spec"] for d in docs if d["kind"] == "EnvoyFilter")
-    merged = envoy_filter["configPatches"][0]["patch"]["value"]
+    merged = envoy_filter(docs, "meshver-body-buffer")["configPatches"][0]["patch"]["value"]
     with harness.Upstream("user", "2.0.3") as upstream:
         # Listener, routes and clusters from `render envoy` (the VirtualService's job is tested
         # above); the HTTP filters and the listener's buffer limit as Istio would make them.
@@ -541,3 +552,91 @@ def test_istio_sticky_buckets_match_envoys_weighted_choice():
     assert [(d["destination"]["subset"], d["weight"]) for d in unkeyed] == [("user-2-1-0", 10), ("user-2-0-3", 90)]
     pinned = first_match(routes, {"x-meshver-route": "user-2.0.3", "x-meshver-sticky": "0001"})
     assert [d["destination"]["subset"] for d in pinned] == ["user-2-0-3"]
+
+
+# --- render istio: the filter's metrics -----------------------------------------------------
+
+def proxy_config_note(text):
+    """The ProxyConfig that the note before the meshver-stats EnvoyFilter tells operators to give
+    the proxies, as the pod annotation `proxy.istio.io/config` holds it."""
+    import textwrap
+
+    import yaml
+    document = next(d for d in text.split("---\n") if "name: meshver-stats" in d)
+    note = [line[1:] for line in document.splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(note) if "proxy.istio.io/config:" in line)
+    annotation = yaml.safe_load(textwrap.dedent("\n".join(note[start:])))
+    return yaml.safe_load(annotation["proxy.istio.io/config"])
+
+
+def test_istio_merges_the_stats_tags_render_envoy_writes():
+    """The meshver-stats EnvoyFilter merges into the bootstrap of the proxies the plugins run on
+    the tag specifiers `render envoy` writes for the filter's labels (one builder makes both), and
+    its note names the proxy settings that keep the counters and apply the patch."""
+    rendered = meshver(*RENDER_DEMO_ISTIO, "--namespace", "shop", "--selector", "app=gateway")
+    assert rendered.returncode == 0, rendered.stderr
+    docs = validate_manifests(rendered.stdout)
+    stats = envoy_filter(docs, "meshver-stats")
+    assert stats["workloadSelector"] == {"labels": {"app": "gateway"}}
+    (patch,) = stats["configPatches"]
+    assert patch["applyTo"] == "BOOTSTRAP" and "match" not in patch
+    assert patch["patch"]["operation"] == "MERGE" and list(patch["patch"]["value"]) == ["stats_config"]
+    tags = patch["patch"]["value"]["stats_config"]["stats_tags"]
+    # `render envoy` also names its own clusters (Envoy's envoy.cluster_name); Istio names its own.
+    envoy_tags = json.loads(DEMO_ENVOY.read_text())["stats_config"]["stats_tags"]
+    assert tags == [tag for tag in envoy_tags if not tag["tag_name"].startswith("envoy.")]
+    assert [tag["tag_name"] for tag in tags] == ["service", "version", "route", "outcome", "caller"]
+    # Without a selector, every proxy of the namespace, as for the plugins.
+    unselected = validate_manifests(meshver(*RENDER_DEMO_ISTIO).stdout)
+    assert "workloadSelector" not in envoy_filter(unselected, "meshver-stats")
+
+    proxy_config = proxy_config_note(rendered.stdout)
+    assert proxy_config == {"proxyStatsMatcher": {"inclusionPrefixes": ["wasmcustom.meshver_"]},
+                            "proxyMetadata": {"BOOTSTRAP_XDS_AGENT": "true"}}
+    # The prefix is the one every tag is anchored on: the matcher keeps what the tags read.
+    for tag in tags:
+        assert tag["regex"].startswith("^" + re.escape("wasmcustom.meshver_")), tag
+
+
+def test_istio_stats_settings_keep_and_tag_the_counters_in_envoy():
+    """A real Envoy with the stats settings of a sidecar as Istio builds them from the rendered
+    resources: no default tags, a stats matcher that keeps only the inclusion prefixes of the
+    note's ProxyConfig, and the EnvoyFilter's tags merged in (a BOOTSTRAP merge appends to the
+    list). The filter's counters are kept and reach /stats/prometheus with their labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rendered = meshver(*RENDER_DEMO_ISTIO)
+    docs = validate_manifests(rendered.stdout)
+    merged = envoy_filter(docs, "meshver-stats")["configPatches"][0]["patch"]["value"]["stats_config"]
+    prefixes = proxy_config_note(rendered.stdout)["proxyStatsMatcher"]["inclusionPrefixes"]
+    catalog = without_data(BODY_CATALOG)
+    with harness.Upstream("user", "2.0.3") as upstream:
+        config = harness.envoy_config(catalog, harness.free_port(), harness.free_port(),
+                                      {harness.deployment_routes(catalog)[0]: upstream.port})
+        config["stats_config"] = {
+            "use_all_default_tags": False,
+            "stats_matcher": {"inclusion_list": {"patterns": [{"prefix": prefix} for prefix in prefixes]}},
+            "stats_tags": [*merged["stats_tags"]],
+        }
+        with harness.Envoy(config, name="istio-stats") as envoy:
+            assert harness.http1("POST", envoy.url + "/login").status == 200
+            assert harness.http1("POST", envoy.url + "/login", {"x-api-version": "9"}).status == 400
+
+            def scraped():
+                text = harness.http1("GET", envoy.admin_url + "/stats/prometheus").body.decode()
+                return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                        for family in text_string_to_metric_families(text) for s in family.samples}
+
+            def requests(version, route, outcome):
+                labels = {"service": "user", "version": version, "route": route, "outcome": outcome, "caller": "none"}
+                return ("meshver_requests_total", tuple(sorted(labels.items())))
+
+            wanted = {requests("none", "user-v2", "forwarded"): 1,
+                      requests("other", "none", "unsupported_version"): 1}
+            def counted():
+                series = scraped()
+                return series if wanted.items() <= series.items() else None
+
+            series = harness.wait_for(counted, 10, "the filter's labelled counters in /stats/prometheus")
+            # The matcher was at work: Envoy's own stats (the cluster's requests) are dropped.
+            assert {name for name, _ in series} <= {"meshver_requests_total"}, sorted(series)

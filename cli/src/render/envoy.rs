@@ -125,10 +125,9 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         "admin": {"address": address(&admin_host, admin_port)},
         // Histograms reach the admin's /stats at each flush; 1s keeps rollout judgments current.
         "stats_flush_interval": "1s",
-        // The filter's labels, encoded in its counters' names, become Prometheus labels.
-        "stats_config": {"stats_tags": metrics::stats_tags().into_iter()
-            .map(|(tag, regex)| json!({"tag_name": tag, "regex": regex}))
-            .collect::<Vec<_>>()},
+        // The filter's labels, encoded in its counters' names, become Prometheus labels; each
+        // deployment's cluster is named whole.
+        "stats_config": {"stats_tags": stats_tags(&cluster_names)},
         // The admin layer is what lets POST /runtime_modify shift weights live.
         "layered_runtime": {"layers": [
             {"name": "static", "static_layer": {}},
@@ -136,6 +135,46 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         ]},
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }))
+}
+
+/// Envoy tag specifiers (`stats_config.stats_tags`) that turn the labels the filter encodes in its
+/// counters' names into Prometheus labels. `render istio` merges the same ones into a sidecar's
+/// bootstrap.
+pub fn meshver_stats_tags() -> Vec<Value> {
+    metrics::stats_tags().into_iter().map(|(tag, regex)| json!({"tag_name": tag, "regex": regex})).collect()
+}
+
+/// The bootstrap's tag specifiers: the filter's labels, and the name of every cluster that holds a
+/// dot. Envoy's default `envoy.cluster_name` tag ends a cluster's name at its first dot, and a
+/// deployment's cluster is named by its route key: Prometheus would read `user-2.1.0`'s requests
+/// as `envoy_cluster_1_0_upstream_rq{envoy_cluster_name="user-2"}`. The tag below names those
+/// clusters whole. Its regex starts with no fixed token, so Envoy tries it before its default
+/// tags, and skips the default `envoy.cluster_name` once this one has matched.
+fn stats_tags(cluster_names: &BTreeSet<String>) -> Vec<Value> {
+    let mut tags = meshver_stats_tags();
+    let mut dotted: Vec<&str> = cluster_names.iter().map(String::as_str).filter(|n| n.contains('.')).collect();
+    if !dotted.is_empty() {
+        // Longest first: `user-2.1` must not take the `user-2.1.0` of `cluster.user-2.1.0.…`.
+        dotted.sort_by_key(|name| std::cmp::Reverse(name.len()));
+        let names: Vec<String> = dotted.iter().map(|name| regex_literal(name)).collect();
+        tags.push(json!({
+            "tag_name": "envoy.cluster_name",
+            "regex": format!(r"^(?:cluster)\.(({})\.)", names.join("|")),
+        }));
+    }
+    tags
+}
+
+/// `text` as a regex that matches it literally.
+fn regex_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if r"\.^$|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn address(host: &str, port: u16) -> Value {
@@ -459,5 +498,19 @@ mod tests {
         assert!(by_name("s-2.1.0").get("response_headers_to_add").is_none());
         assert_eq!(announced(&routes, "s-2.0.0").len(), 1);
         assert!(announced(&routes, "s-2.1.0").is_empty());
+    }
+
+    #[test]
+    fn clusters_with_dots_are_named_whole() {
+        let names: BTreeSet<String> =
+            ["edge-forward", "user-2.1", "user-2.1.0", "user-v2", "x+y.1"].map(String::from).into();
+        let tags = stats_tags(&names);
+        assert_eq!(tags[..tags.len() - 1], meshver_stats_tags()[..]);
+        let cluster = &tags[tags.len() - 1];
+        assert_eq!(cluster["tag_name"], "envoy.cluster_name");
+        // Only the dotted names, longest first, each literal.
+        assert_eq!(cluster["regex"], r"^(?:cluster)\.((user-2\.1\.0|user-2\.1|x\+y\.1)\.)");
+        let plain: BTreeSet<String> = ["user-v2".to_owned()].into();
+        assert_eq!(stats_tags(&plain), meshver_stats_tags());
     }
 }

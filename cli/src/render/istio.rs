@@ -1,14 +1,17 @@
 //! `meshver render istio`: the header filter's WasmPlugin; for a catalog with `data`, the body
-//! filter's WasmPlugin and an EnvoyFilter that raises the listeners' buffer limit; and per
-//! service a DestinationRule and a VirtualService.
+//! filter's WasmPlugin and an EnvoyFilter that raises the listeners' buffer limit; an EnvoyFilter
+//! that makes the filter's labels Prometheus labels; and per service a DestinationRule and a
+//! VirtualService.
 
 use super::buckets::bucket_regex;
+use super::envoy::meshver_stats_tags;
 use super::{buffer_limit, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::FailurePolicy;
 use meshver::config::{Deployment, Service};
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
+use meshver::metrics::WASM_STAT_PREFIX;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -33,6 +36,10 @@ const WASM_FILE: &str = "meshver.wasm";
 /// filter sees it.
 const HEADER_PRIORITY: i32 = 20;
 const BODY_PRIORITY: i32 = 10;
+/// The EnvoyFilter that merges the filter's stats tags into the sidecars' bootstrap.
+const STATS_FILTER: &str = "meshver-stats";
+/// What the name of every metric family the filter defines starts with.
+const FAMILY_PREFIX: &str = "meshver_";
 
 /// All resources, in apply order.
 pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>> {
@@ -65,16 +72,24 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "spec": spec,
         })
     };
+    let envoy_filter = |name: &str, patches: Vec<Value>| {
+        let mut spec = json!({"configPatches": patches});
+        if !options.selector.is_empty() {
+            spec["workloadSelector"] = json!({"labels": options.selector});
+        }
+        json!({
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": metadata(name),
+            "spec": spec,
+        })
+    };
     let mut resources = vec![plugin("meshver", &options.image, HEADER_PRIORITY)];
     if let Some(limit) = buffer_limit(&file.catalog) {
         resources.push(plugin(BODY_ROOT_ID, &body_url(options)?, BODY_PRIORITY));
-        resources.push(json!({
-            "apiVersion": "networking.istio.io/v1alpha3",
-            "kind": "EnvoyFilter",
-            "metadata": metadata("meshver-body-buffer"),
-            "spec": buffer_limit_patch(limit, &options.selector),
-        }));
+        resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit)));
     }
+    resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()]));
     for service in &file.catalog.services {
         let host = match &options.namespace {
             Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
@@ -124,8 +139,8 @@ fn body_url(options: &IstioOptions) -> Outcome<String> {
 /// The listeners' buffer limit, where the WasmPlugins run (a caller's outbound listeners and a
 /// gateway's): Istio has no field of its own for it, so it is an EnvoyFilter merge. Envoy
 /// buffers a body for a filter up to this limit and answers 413 by itself over it.
-fn buffer_limit_patch(limit: usize, selector: &BTreeMap<String, String>) -> Value {
-    let patches: Vec<Value> = ["SIDECAR_OUTBOUND", "GATEWAY"]
+fn buffer_limit_patches(limit: usize) -> Vec<Value> {
+    ["SIDECAR_OUTBOUND", "GATEWAY"]
         .iter()
         .map(|context| {
             json!({
@@ -134,12 +149,44 @@ fn buffer_limit_patch(limit: usize, selector: &BTreeMap<String, String>) -> Valu
                 "patch": {"operation": "MERGE", "value": {"per_connection_buffer_limit_bytes": limit}},
             })
         })
-        .collect();
-    let mut spec = json!({"configPatches": patches});
-    if !selector.is_empty() {
-        spec["workloadSelector"] = json!({"labels": selector});
+        .collect()
+}
+
+/// The tag specifiers `render envoy` writes, merged into the bootstrap of the selected proxies:
+/// Istio's own stats tags stay, these are appended. Istio has no field for a tag with a regex of
+/// one's own (its `extraStatTags` expect its own name encoding), so it is an EnvoyFilter, which
+/// Istio applies to a bootstrap only when the proxy fetches it (see [`proxy_config`]).
+fn stats_tags_patch() -> Value {
+    json!({
+        "applyTo": "BOOTSTRAP",
+        "patch": {"operation": "MERGE", "value": {"stats_config": {"stats_tags": meshver_stats_tags()}}},
+    })
+}
+
+/// The proxy settings (`proxy.istio.io/config`, a ProxyConfig) the workloads that run the filter
+/// need for its metrics: their stats matcher keeps the filter's counters, and the agent fetches
+/// the bootstrap from istiod, which is where Istio applies BOOTSTRAP patches. Both are read when
+/// a proxy starts.
+fn proxy_config() -> Value {
+    json!({
+        "proxyStatsMatcher": {"inclusionPrefixes": [format!("{WASM_STAT_PREFIX}{FAMILY_PREFIX}")]},
+        "proxyMetadata": {"BOOTSTRAP_XDS_AGENT": "true"},
+    })
+}
+
+/// What an operator must add beside the resources, as YAML comment lines before the stats
+/// EnvoyFilter: the pod annotation with [`proxy_config`].
+fn stats_filter_note() -> String {
+    let annotation = super::yaml::document(&proxy_config());
+    let mut note = format!(
+        "# {STATS_FILTER} takes effect on the proxies it selects once they start with this pod annotation\n\
+         # (or these keys under meshConfig.defaultConfig, for every proxy of the mesh):\n\
+         #   proxy.istio.io/config: |\n"
+    );
+    for line in annotation.lines() {
+        note.push_str(&format!("#     {line}\n"));
     }
-    spec
+    note
 }
 
 /// A subset name (DNS-1123 label) per deployment, in the service's order, all distinct.
@@ -242,14 +289,27 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
     routes
 }
 
-/// Multi-document YAML, `---` between documents.
+/// Multi-document YAML, `---` between documents; the stats EnvoyFilter comes with its note.
 pub fn to_yaml(resources: &[Value]) -> String {
-    resources.iter().map(super::yaml::document).collect::<Vec<_>>().join("---\n")
+    resources
+        .iter()
+        .map(|resource| {
+            let document = super::yaml::document(resource);
+            let stats_filter = resource["kind"] == "EnvoyFilter" && resource["metadata"]["name"] == STATS_FILTER;
+            if stats_filter {
+                stats_filter_note() + &document
+            } else {
+                document
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{body_url, sanitize, IstioOptions};
+    use super::{body_url, proxy_config, sanitize, IstioOptions};
+    use meshver::metrics::{Family, WASM_STAT_PREFIX};
 
     fn options(image: &str, body_image: Option<&str>) -> IstioOptions {
         IstioOptions {
@@ -285,5 +345,13 @@ mod tests {
         assert_eq!(sanitize("User_2.1.0-rc.1"), "user-2-1-0-rc-1");
         assert_eq!(sanitize("..."), "deployment");
         assert_eq!(sanitize(&"a".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn the_stats_matcher_keeps_every_family() {
+        let prefix = proxy_config()["proxyStatsMatcher"]["inclusionPrefixes"][0].as_str().unwrap().to_owned();
+        for family in Family::ALL {
+            assert!(format!("{WASM_STAT_PREFIX}{}", family.name()).starts_with(&prefix), "{}", family.name());
+        }
     }
 }
