@@ -54,13 +54,14 @@ def http_filters(config):
 
 
 def wasm_configs(config):
-    """The PluginConfig of every wasm filter of every listener, the body filter's (inside its
-    matcher) included."""
+    """The PluginConfig of every wasm filter of every listener, the body filter's (the filter its
+    matcher's action creates) included."""
     found = []
     for listener in config["static_resources"]["listeners"]:
         for entry in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
             typed = entry["typed_config"]
-            typed = typed.get("extension_config", {}).get("typed_config", typed)
+            for matcher in typed.get("xds_matcher", {}).get("matcher_list", {}).get("matchers", []):
+                typed = matcher["on_match"]["action"]["typed_config"]["typed_config"]["typed_config"]
             if "config" in typed:
                 found.append(typed["config"])
     return found
@@ -179,17 +180,47 @@ def test_fail_open_skips_the_failed_filter(upstreams, trap_wasm):
     assert refused.status == 400 and refused.json["type"] == "urn:meshver:problem:unsupported-version"
 
 
+FORGED_ROUTING = {"x_meshver_route": "user-1.4.0", "x_meshver_sticky": "0001", "x_meshver_body": "user s0.m1.c- 1"}
+
+
 def test_fail_open_when_meshver_is_the_failed_filter(upstreams, trap_wasm):
     """What fail-open means when meshver's own VM fails: requests reach Envoy's routes with no
-    route key, so the rendered routes answer their 404; and a client that sends the route header
-    itself picks any deployment (SECURITY.md says why fail-closed is the default)."""
+    route key, so the rendered routes answer their 404 and no upstream is reached. A client that
+    sends the route header (or the sticky number, or the body mark) itself gets the same: Envoy
+    removes them as the request arrives, before any filter and before routing, so no client
+    picks a deployment whatever becomes of the filter."""
     envoy = trapping_envoy(upstreams, trap_wasm, "open", "meshver")
     trap(envoy)
-    unkeyed = login(envoy, x_api_version="2")
-    assert unkeyed.status == 404 and unkeyed.json["title"] == "no service matched", unkeyed
-    bypass = login(envoy, x_api_version="2", x_meshver_route="user-1.4.0")
-    assert served(bypass) == ("1.4.0", False)
-    assert not any(name.startswith("x-meshver-") for name in bypass.json["headers"])
+    before = upstream_requests(envoy)
+    for headers in ({"x_api_version": "2"}, {"x_api_version": "2", **FORGED_ROUTING}, FORGED_ROUTING):
+        for answer in (login(envoy, **headers),
+                       harness.http2("POST", envoy.url + "/login", {k.replace("_", "-"): v for k, v in headers.items()})):
+            assert answer.status == 404 and answer.json["title"] == "no service matched", (headers, answer)
+    assert upstream_requests(envoy) == before
+
+
+def test_a_sidecar_failed_open_passes_on_no_claim_of_the_client(upstreams, trap_wasm):
+    """A sidecar listener forwards every request; with its meshver failed open it forwards them
+    unchecked, but without the caller claim, requirement or route key a client in its pod wrote
+    itself: the callee's inbound listener, which trusts the claims sidecars stamp, gets none it
+    did not make."""
+    inbound = harness.free_port()
+    listeners = [{"name": "sidecar", "port": harness.free_port(), "catalog": {
+        **CATALOG, "caller": {"service": "order", "version": "2.0.0"}}, "forward_to": inbound}]
+    config = harness.render_envoy(harness.free_port(), listeners, upstreams, failure_policy="open")
+    filters = http_filters(config)
+    plugin = filters[0]["typed_config"]["config"]
+    plugin.update(name="trap", root_id="trap")
+    plugin["vm_config"].update(vm_id="trap", code={"local": {"filename": str(trap_wasm)}})
+    with harness.Upstream("user", "2.1.0", port=inbound):
+        envoy = harness.Envoy(config, concurrency=1, name="open-sidecar", expected_critical=TRAP_LOG)
+        trap(envoy)
+        forged = {"x-meshver-caller": "user/9.0.0", "x-meshver-requires": ">=0", "x-meshver-route": "user-1.4.0",
+                  "x-api-version": "1"}
+        answer = harness.http1("POST", envoy.url + "/login", headers=forged)
+        assert answer.status == 200 and answer.json["version"] == "2.1.0", answer
+        assert answer.json["headers"]["x-api-version"] == "1"
+        assert not [name for name in answer.json["headers"] if name.startswith("x-meshver-")], answer.json
 
 
 def test_fail_reload_fails_closed_until_the_vm_is_back(upstreams, trap_wasm):
