@@ -117,47 +117,69 @@ def on_signal(_signum, _frame):
     raise Stop
 
 
-def main():
+def run(name, start, scenario):
+    """What `make demo` and `make demo-canary` (examples/canary.py) share: start the stacks
+    (`start(stacks)` appends each one as it comes up, so that a failure part-way still stops
+    what is up), then run `scenario(stacks)` for the exit status. Ctrl-C or SIGTERM ends it
+    with 0, a process that fails to start with 1. Every stack stops on the way out, the newest
+    first (it may route to an older one's upstreams), and what its filter logged at critical
+    level is shown."""
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stacks = []
     try:
-        edge = DemoStack(json.loads(DEMO_CATALOG.read_text()), ports=PORTS, listener_port=LISTENER_PORT,
-                         admin_port=ADMIN_PORT, base_id=BASE_ID,
-                         inbound_port=INBOUND_PORT, sidecar_ports=SIDECAR_PORTS,
-                         config=json.loads(DEMO_ENVOY.read_text()))
-        stacks.append(edge)
-        # The same 2.x processes behind a second Envoy, which knows no 1.4.0.
-        stacks.append(DemoStack(json.loads(SERVED_CATALOG.read_text()), listener_port=SERVED_PORT,
-                                admin_port=SERVED_ADMIN_PORT, base_id=SERVED_BASE_ID,
-                                config=json.loads(SERVED_ENVOY.read_text()), shared=edge.upstreams,
-                                envoy_name="envoy-served"))
-        print(TRY, flush=True)
-        while True:
-            for stack in stacks:
-                for name, proc in stack.processes():
-                    if proc.poll() is not None:
-                        print(f"demo: {name} exited with code {proc.returncode}; stopping",
-                              file=sys.stderr)
-                        if proc is stack.envoy.proc:
-                            print(stack.envoy.log_tail(), file=sys.stderr)
-                        return 1
-            time.sleep(0.5)
+        start(stacks)
+        return scenario(stacks)
     except Stop:
         return 0
     except RuntimeError as err:  # a process failed to start, with its log in the message
-        print(f"demo: {err}", file=sys.stderr)
+        print(f"{name}: {err}", file=sys.stderr)
         return 1
     finally:
         # Signals during cleanup must not cut it short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # The second Envoy first: it routes to the first one's upstreams.
         for stack in reversed(stacks):
             stack.stop()
             for line in stack.envoy.critical_lines("wasm"):
-                print(f"demo: {stack.envoy.name} filter logged: {line}", file=sys.stderr)
-        print("demo: stopped", file=sys.stderr)
+                print(f"{name}: {stack.envoy.name} filter logged: {line}", file=sys.stderr)
+        print(f"{name}: stopped", file=sys.stderr)
+
+
+def dead_process(stacks):
+    """A process of `stacks` that exited on its own, said in a line (with Envoy's log tail if it
+    was Envoy), or None while all run."""
+    for stack in stacks:
+        for name, proc in stack.processes():
+            if proc.poll() is not None:
+                why = f"{name} exited with code {proc.returncode}; stopping"
+                return f"{why}\n{stack.envoy.log_tail()}" if proc is stack.envoy.proc else why
+    return None
+
+
+def start_demo(stacks):
+    edge = DemoStack(json.loads(DEMO_CATALOG.read_text()), ports=PORTS, listener_port=LISTENER_PORT,
+                     admin_port=ADMIN_PORT, base_id=BASE_ID,
+                     inbound_port=INBOUND_PORT, sidecar_ports=SIDECAR_PORTS,
+                     config=json.loads(DEMO_ENVOY.read_text()))
+    stacks.append(edge)
+    # The same 2.x processes behind a second Envoy, which knows no 1.4.0.
+    stacks.append(DemoStack(json.loads(SERVED_CATALOG.read_text()), listener_port=SERVED_PORT,
+                            admin_port=SERVED_ADMIN_PORT, base_id=SERVED_BASE_ID,
+                            config=json.loads(SERVED_ENVOY.read_text()), shared=edge.upstreams,
+                            envoy_name="envoy-served"))
+    print(TRY, flush=True)
+
+
+def until_a_process_dies(stacks):
+    while (why := dead_process(stacks)) is None:
+        time.sleep(0.5)
+    print(f"demo: {why}", file=sys.stderr)
+    return 1
+
+
+def main():
+    return run("demo", start_demo, until_a_process_dies)
 
 
 if __name__ == "__main__":
