@@ -58,6 +58,7 @@ import harness
 sys.path.insert(0, str(harness.ROOT / "bench"))
 sys.path.insert(0, str(harness.ROOT / "examples"))
 import demo as demo_py  # noqa: E402  (the served demo's data calls)
+import run as bench_run  # noqa: E402  (bench/run.py: its description of the machine)
 from meshver_bench import arms as bench_arms  # noqa: E402  (the bench's upstream)
 from meshver_bench import catalog as bench_catalog  # noqa: E402  (lifecycle headers of the compiled catalog)
 from meshver_bench import measure as bench_measure  # noqa: E402  (RSS from /proc)
@@ -480,7 +481,8 @@ def run_load(stack, kinds, seconds, connections, warmup):
 def memory_levels(result):
     """The front Envoy's memory: `idle` before the load (a Sample), then the median RSS and
     allocated bytes of the last MEMORY_WINDOW seconds of the warm-up (`warm`) and of the load
-    (`end`), the highest after the warm-up (`peak`), and the requests completed in between."""
+    (`end`), the lowest and highest after the warm-up (`low`, `peak`), and the requests completed
+    in between."""
     samples, warmup, seconds = result["samples"], result["warmup"], result["seconds"]
 
     def level(until):
@@ -493,6 +495,7 @@ def memory_levels(result):
     warm, end = level(warmup), level(seconds)
     after = [s for s in samples if s.seconds > warmup]
     return {"idle": result["idle"], "warm": warm, "end": end,
+            "low": {"rss": min(s.rss for s in after), "allocated": min(s.allocated for s in after)},
             "peak": {"rss": max(s.rss for s in after), "allocated": max(s.allocated for s in after)},
             "requests_after_warmup": end["completed"] - warm["completed"]}
 
@@ -596,6 +599,9 @@ def figures(result):
             "connections": sum(d.connections for d in mine), "statuses": dict(sorted(statuses.items())),
             "p50_ms": percentile(latencies, 0.50) / 1000, "p99_ms": percentile(latencies, 0.99) / 1000}
     out["memory"] = memory_levels(result)
+    # Memory over time: the sample nearest each of 8 even steps through the load.
+    step = result["seconds"] / 8
+    out["trace"] = [min(result["samples"], key=lambda s, t=i * step: abs(s.seconds - t)) for i in range(1, 9)]
     out["kinds"] = {}
     for d in result["drivers"]:
         out["kinds"].setdefault(d.kind.name, {"status": d.kind.status})[d.protocol] = d.sent
@@ -615,10 +621,18 @@ def report(fig):
                      f"{p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms |")
     m = fig["memory"]
     lines += ["", f"| Envoy memory | idle, before the load | end of the {fig['warmup']} s warm-up | end of the load "
-              "| growth | peak after the warm-up |", "|---|---|---|---|---|---|"]
+              "| growth | samples after the warm-up |", "|---|---|---|---|---|---|"]
     for what, name in (("rss", "RSS"), ("allocated", "server.memory_allocated")):
         lines.append(f"| {name} | {mib(getattr(m['idle'], what))} | {mib(m['warm'][what])} | {mib(m['end'][what])} | "
-                     f"{(m['end'][what] - m['warm'][what]) / 2**20:+.1f} MiB | {mib(m['peak'][what])} |")
+                     f"{(m['end'][what] - m['warm'][what]) / 2**20:+.1f} MiB | "
+                     f"{m['low'][what] / 2**20:.1f} to {mib(m['peak'][what])} |")
+    idle = m["idle"]
+    lines += ["", "| Envoy memory over time | " + " | ".join(f"{s.seconds:.0f} s" for s in fig["trace"]) + " |",
+              "|---|" + "---|" * len(fig["trace"]),
+              "| requests completed | " + " | ".join(f"{(s.completed - idle.completed) / 1e6:.2f} M" for s in fig["trace"])
+              + " |"]
+    for what, name in (("rss", "RSS (MiB)"), ("allocated", "allocated (MiB)")):
+        lines.append(f"| {name} | " + " | ".join(f"{getattr(s, what) / 2**20:.1f}" for s in fig["trace"]) + " |")
     lines += ["", f"Bound on growth: {mib(MEMORY_GROWTH_BOUND)} (each end the median of its last {MEMORY_WINDOW} s "
               f"of samples); over the {m['requests_after_warmup']:,} requests after the warm-up, a leak of "
               f"{MEMORY_GROWTH_BOUND / max(m['requests_after_warmup'], 1):.1f} bytes per request would have crossed it."]
@@ -673,8 +687,8 @@ def main():
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     text = "\n\n".join([
         f"Run of {date}: {fig['seconds']:.0f} s of load, {fig['connections']} connections "
-        f"({len(kinds)} kinds × 2 protocols, one h2load each), Envoy {harness.envoy_binary_version()[1]} "
-        f"with 2 workers, on {os.cpu_count()} CPUs shared with the load generators and the upstream.",
+        f"({len(kinds)} kinds × 2 protocols, one h2load each); the front Envoy with 2 workers, on CPUs "
+        f"shared with the load generators and the upstream Envoy. Machine: {bench_run.machine()}.",
         report(fig), "Requests of each kind:", kinds_table(fig),
         f"Load: `{load_before}` before, `{load_after}` after."])
     print(text)

@@ -33,7 +33,7 @@ def test_every_kind_ran_over_both_protocols_for_the_whole_time(loaded):
     ran = {(d.kind.name, d.protocol) for d in result["drivers"] if d.runs >= 2}
     assert ran == {(k.name, protocol) for k in kinds for protocol in soak.PROTOCOLS}
     assert sum(d.connections for d in result["drivers"]) == CONNECTIONS
-    assert SECONDS <= result["elapsed"] < SECONDS + 15
+    assert result["elapsed"] >= SECONDS
 
 
 def test_every_request_got_its_kinds_status(loaded):
