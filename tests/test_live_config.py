@@ -69,8 +69,26 @@ def live_files(mesh_path):
     return {path.name: path.read_bytes() for path in sorted((mesh_path.parent / "live").iterdir())}
 
 
+def write_refused_catalog(filter_file):
+    """Replace the catalog in a filter file with one the filter refuses (a default version no
+    deployment serves), as a hand edit or a broken tool would, by a rename as publish does."""
+    resources = json.loads(filter_file.read_text())
+    plugin = resources["resources"][0]["typed_config"]["config"]
+    bad = json.loads(plugin["configuration"]["value"])
+    bad["services"][0]["default_version"] = "7"
+    plugin["configuration"]["value"] = json.dumps(bad)
+    resources["version_info"] = "refused"
+    temporary = filter_file.with_name(".refused.tmp")
+    temporary.write_text(json.dumps(resources))
+    os.rename(temporary, filter_file)
+
+
 def ecds(envoy, filter_name, stat):
     return envoy.stats().get(f"extension_config_discovery.http_filter.{filter_name}.{stat}")
+
+
+# Route keys of CATALOG's deployments, with ports where nothing needs to listen.
+UPSTREAMS = {"user-1.4.0": 1, "user-2.0.3": 2, "user-2.1.0": 3}
 
 
 # --- the load ---------------------------------------------------------------------------------
@@ -216,15 +234,8 @@ def test_catalog_and_weight_changes_under_load_drop_nothing(tmp_path):
                 load.hold("after the new default")
 
                 # 2. A catalog the filter refuses, written into the folder without meshver's check.
-                resources = json.loads(header_file.read_text())
-                plugin = resources["resources"][0]["typed_config"]["config"]
-                bad = json.loads(plugin["configuration"]["value"])
-                bad["services"][0]["default_version"] = "7"
-                plugin["configuration"]["value"] = json.dumps(bad)
-                resources["version_info"] = "bad"
-                (tmp_path / "live/.bad.tmp").write_text(json.dumps(resources))
                 bad_at = time.monotonic()
-                os.rename(tmp_path / "live/.bad.tmp", header_file)
+                write_refused_catalog(header_file)
                 harness.wait_for(lambda: ecds(envoy, "meshver-edge", "config_fail") == 1, 10,
                                  "Envoy refused the bad config")
                 # The filter's own line says why; Envoy's says it kept the config it had.
@@ -268,10 +279,27 @@ def test_catalog_and_weight_changes_under_load_drop_nothing(tmp_path):
           f"new weight {weight * 1000:.0f} ms after shift started")
 
 
+def test_a_refused_file_at_startup_fails_closed_until_a_good_one_is_published(tmp_path):
+    """No default config is rendered: a filter file Envoy refuses as it starts leaves the
+    listener's filter without config, and Envoy answers every request there 500 (no request
+    escapes version policy); publishing a good catalog makes it serve, with no restart."""
+    with harness.Upstream("user", "1.4.0") as v1:
+        mesh = write_mesh(tmp_path, CATALOG, dict.fromkeys(UPSTREAMS, v1.port), harness.free_port(),
+                          harness.free_port())
+        config = render(mesh)
+        write_refused_catalog(tmp_path / "live/meshver-edge.json")
+        with harness.Envoy(config, name="refused-at-start", expected_critical=REFUSED_PLUGIN) as envoy:
+            assert ecds(envoy, "meshver-edge", "config_fail") == 1
+            answer = harness.http1("POST", envoy.url + "/login", body="{}")
+            assert answer.status == 500, answer
+            assert envoy.stats().get("cluster.user-1.4.0.upstream_rq_total") == 0, "nothing reached upstream"
+            assert "meshver-edge: published" in publish(mesh)
+            serves = lambda: harness.http1("POST", envoy.url + "/login", body="{}").json or {}
+            harness.wait_for(lambda: serves().get("version") == "1.4.0", SWITCH_WITHIN,
+                             "served after the good catalog was published")
+
+
 # --- the CLI alone ----------------------------------------------------------------------------
-
-UPSTREAMS = {"user-1.4.0": 1, "user-2.0.3": 2, "user-2.1.0": 3}
-
 
 def test_render_writes_the_filters_into_the_live_folder(tmp_path):
     mesh = write_mesh(tmp_path, CATALOG, UPSTREAMS, 4, 5)
