@@ -269,7 +269,7 @@ class Driver(threading.Thread):
         self.streams = H2_STREAMS if protocol == "http2" else 1
         self.workdir, self.stopping = workdir, stopping
         workdir.mkdir()
-        self.sent = self.done = self.runs = 0
+        self.sent = self.runs = 0
         self.statuses = collections.Counter()
         self.latencies_us = collections.Counter()  # µs -> requests: exact, and small
         self.problems = []
@@ -325,7 +325,6 @@ class Driver(threading.Thread):
             self.problems.append(f"{self.name}: h2load exited {self.proc.returncode}: {out[-2000:]}")
             return False
         total, started, done, _, _, errored, timeout = (int(x) for x in summary.groups())
-        self.done += done
         if (total, started, done, errored, timeout) != (count, count, count, 0, 0):
             self.problems.append(f"{self.name}: h2load sent {count}: {summary.group(0)}")
         logged = 0
@@ -440,10 +439,10 @@ def run_load(stack, kinds, seconds, connections, warmup):
     listeners = sorted(stack.catalogs)
     workdir = Path(tempfile.mkdtemp(prefix="meshver-load-"))
     stopping = threading.Event()
-    sampler = MemorySampler(stack.front, listeners)
     (front_before, outcomes_before), upstream_before = settled_counts(stack.front, listeners), stack.upstream.stats()
+    sampler = MemorySampler(stack.front, listeners)  # its clock starts with the load
     idle = sampler.sample()
-    began = time.monotonic()
+    began = sampler.start_time
     deadline = began + seconds
     drivers = []
     for protocol in PROTOCOLS:
