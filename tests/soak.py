@@ -39,6 +39,7 @@ import argparse
 import collections
 import copy
 import datetime
+import http.client
 import json
 import os
 import re
@@ -50,6 +51,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import NamedTuple
 
@@ -354,24 +356,34 @@ class Sample(NamedTuple):
 
 
 class MemorySampler(threading.Thread):
-    """A Sample every second until stopped."""
+    """A Sample every second until stopped. A second whose reading fails (the admin port too
+    slow under load) is left out and counted in `missed`."""
 
     def __init__(self, envoy, listeners):
         super().__init__(name="memory", daemon=True)
         self.envoy, self.listeners = envoy, listeners
         self.samples = []
+        self.missed = 0
         self.start_time = time.monotonic()
         self.finished = threading.Event()
+        # Only the stats a sample reads: the whole set is far larger, and slow to serve under load.
+        completed = "|".join(f"http\\.{name}\\.downstream_rq_completed" for name in listeners)
+        self.stats_url = (f"{envoy.admin_url}/stats?format=json&filter="
+                          + urllib.parse.quote(f"^(server\\.memory_allocated|{completed})$"))
 
     def sample(self):
-        stats = self.envoy.stats()
+        answer = harness.http1("GET", self.stats_url, timeout=5)
+        stats = {s["name"]: s["value"] for s in answer.json["stats"] if "value" in s}
         completed = sum(stats[f"http.{name}.downstream_rq_completed"] for name in self.listeners)
         return Sample(time.monotonic() - self.start_time, int(bench_measure.rss_mb(self.envoy) * 2**20),
                       stats["server.memory_allocated"], completed)
 
     def run(self):
         while not self.finished.wait(1.0 - (time.monotonic() - self.start_time) % 1.0):
-            self.samples.append(self.sample())
+            try:
+                self.samples.append(self.sample())
+            except (OSError, http.client.HTTPException):
+                self.missed += 1
 
     def stop(self):
         self.finished.set()
@@ -470,7 +482,7 @@ def run_load(stack, kinds, seconds, connections, warmup):
         shutil.rmtree(workdir, ignore_errors=True)
     front_after, outcomes_after = settled_counts(stack.front, listeners)
     return {"seconds": seconds, "elapsed": elapsed, "connections": connections, "warmup": warmup,
-            "drivers": drivers, "idle": idle, "samples": sampler.samples,
+            "drivers": drivers, "idle": idle, "samples": sampler.samples, "missed_samples": sampler.missed,
             "front": delta(front_after, front_before), "outcomes": delta(outcomes_after, outcomes_before),
             "upstream": delta(stack.upstream.stats(), upstream_before)}
 
@@ -487,7 +499,8 @@ def memory_levels(result):
     def level(until):
         window = [s for s in samples if until - MEMORY_WINDOW <= s.seconds <= until]
         if len(window) < MEMORY_WINDOW - 1:
-            raise RuntimeError(f"{len(window)} memory samples in the {MEMORY_WINDOW} s before {until} s")
+            raise RuntimeError(f"{len(window)} memory samples in the {MEMORY_WINDOW} s before {until} s "
+                               f"({result['missed_samples']} readings failed in the whole run)")
         return {"rss": statistics.median(s.rss for s in window),
                 "allocated": statistics.median(s.allocated for s in window),
                 "completed": window[-1].completed}
@@ -598,6 +611,7 @@ def figures(result):
             "connections": sum(d.connections for d in mine), "statuses": dict(sorted(statuses.items())),
             "p50_ms": percentile(latencies, 0.50) / 1000, "p99_ms": percentile(latencies, 0.99) / 1000}
     out["memory"] = memory_levels(result)
+    out["samples"], out["missed_samples"] = len(result["samples"]), result["missed_samples"]
     # Memory over time: the sample nearest each of 8 even steps through the load.
     step = result["seconds"] / 8
     out["trace"] = [min(result["samples"], key=lambda s, t=i * step: abs(s.seconds - t)) for i in range(1, 9)]
@@ -633,7 +647,7 @@ def report(fig):
     for what, name in (("rss", "RSS (MiB)"), ("allocated", "allocated (MiB)")):
         lines.append(f"| {name} | " + " | ".join(f"{getattr(s, what) / 2**20:.1f}" for s in fig["trace"]) + " |")
     lines += ["", f"Bound on growth: {mib(MEMORY_GROWTH_BOUND)} (each end the median of its last {MEMORY_WINDOW} s "
-              f"of samples); over the {m['requests_after_warmup']:,} requests after the warm-up, a leak of "
+              f"of samples; {fig['samples']} samples, {fig['missed_samples']} readings failed); over the {m['requests_after_warmup']:,} requests after the warm-up, a leak of "
               f"{MEMORY_GROWTH_BOUND / max(m['requests_after_warmup'], 1):.1f} bytes per request would have crossed it."]
     return "\n".join(lines)
 
