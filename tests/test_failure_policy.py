@@ -53,34 +53,43 @@ def http_filters(config):
     return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
 
 
-def wasm_configs(config):
-    """The PluginConfig of every wasm filter of every listener, the body filter's (the filter its
-    matcher's action creates) included."""
+def wasm_filters(config):
+    """Every wasm filter entry of every listener, the body filter's (the filter its matcher's
+    action creates) included."""
     found = []
     for listener in config["static_resources"]["listeners"]:
         for entry in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]:
-            typed = entry["typed_config"]
-            for matcher in typed.get("xds_matcher", {}).get("matcher_list", {}).get("matchers", []):
-                typed = matcher["on_match"]["action"]["typed_config"]["typed_config"]["typed_config"]
-            if "config" in typed:
-                found.append(typed["config"])
+            for matcher in entry["typed_config"].get("xds_matcher", {}).get("matcher_list", {}).get("matchers", []):
+                entry = matcher["on_match"]["action"]["typed_config"]["typed_config"]
+            if "config" in entry["typed_config"]:
+                found.append(entry)
     return found
 
 
-def trapping_envoy(upstreams, trap_wasm, policy, place):
-    """Envoy on the rendered config, with the trap module beside meshver ("front") or in its
-    place ("meshver"), run under the filter config meshver rendered."""
-    config = rendered(upstreams, policy)
-    filters = http_filters(config)
-    trap = copy.deepcopy(filters[0])
-    plugin = trap["typed_config"]["config"]
-    assert plugin["failure_policy"] == POLICIES[policy]
+def wasm_configs(config):
+    """The PluginConfig of every wasm filter of every listener."""
+    return [entry["typed_config"]["config"] for entry in wasm_filters(config)]
+
+
+def make_trap(entry, trap_wasm):
+    """A rendered wasm filter entry, turned into the trap module (its failure policy kept)."""
+    plugin = entry["typed_config"]["config"]
     plugin.update(name="trap", root_id="trap")
     plugin["vm_config"].update(vm_id="trap", code={"local": {"filename": str(trap_wasm)}})
+    return entry
+
+
+def trapping_envoy(upstreams, trap_wasm, policy, place):
+    """Envoy on the rendered config, with the trap module beside meshver ("front"), in its place
+    ("meshver"), or in the body filter's place ("body", on a catalog with body work), run under
+    the filter config meshver rendered."""
+    config = rendered(upstreams, policy, BODY_CATALOG if place == "body" else CATALOG)
+    filters = http_filters(config)
+    assert {plugin["failure_policy"] for plugin in wasm_configs(config)} == {POLICIES[policy]}
     if place == "front":
-        filters.insert(0, trap)
+        filters.insert(0, make_trap(copy.deepcopy(filters[0]), trap_wasm))
     else:
-        filters[0] = trap
+        make_trap(wasm_filters(config)[0 if place == "meshver" else 1], trap_wasm)
     return harness.Envoy(config, concurrency=1, name=f"{policy}-{place}", expected_critical=TRAP_LOG)
 
 
@@ -149,7 +158,8 @@ def test_istio_plugins_carry_the_failure_policy(tmp_path, policy, strategy):
     done = harness.meshver("render", "istio", catalog, *flags)
     assert done.returncode == 0, done.stderr
     plugins = [d["spec"] for d in validate_manifests(done.stdout) if d["kind"] == "WasmPlugin"]
-    assert [p["pluginName"] for p in plugins] == ["meshver", "meshver-body"]
+    # A header and a body plugin for each deployment's workloads.
+    assert [p["pluginName"] for p in plugins] == ["meshver", "meshver-body"] * 2
     assert {p["failStrategy"] for p in plugins} == {strategy}
 
 
@@ -208,10 +218,7 @@ def test_a_sidecar_failed_open_passes_on_no_claim_of_the_client(upstreams, trap_
     listeners = [{"name": "sidecar", "port": harness.free_port(), "catalog": {
         **CATALOG, "caller": {"service": "order", "version": "2.0.0"}}, "forward_to": inbound}]
     config = harness.render_envoy(harness.free_port(), listeners, upstreams, failure_policy="open")
-    filters = http_filters(config)
-    plugin = filters[0]["typed_config"]["config"]
-    plugin.update(name="trap", root_id="trap")
-    plugin["vm_config"].update(vm_id="trap", code={"local": {"filename": str(trap_wasm)}})
+    make_trap(http_filters(config)[0], trap_wasm)
     with harness.Upstream("user", "2.1.0", port=inbound):
         envoy = harness.Envoy(config, concurrency=1, name="open-sidecar", expected_critical=TRAP_LOG)
         trap(envoy)
@@ -221,6 +228,19 @@ def test_a_sidecar_failed_open_passes_on_no_claim_of_the_client(upstreams, trap_
         assert answer.status == 200 and answer.json["version"] == "2.1.0", answer
         assert answer.json["headers"]["x-api-version"] == "1"
         assert not [name for name in answer.json["headers"] if name.startswith("x-meshver-")], answer.json
+
+
+def test_a_body_filter_failed_open_is_left_out_of_marked_requests(upstreams, trap_wasm):
+    """The body filter is created only for a request the header filter marked (no other ever
+    enters its VM); failed open, it is left out of those too: they reach their deployment as
+    decided, with no body work done on them (the operator's guide says what that means)."""
+    envoy = trapping_envoy(upstreams, trap_wasm, "open", "body")
+    # Version 1 has no contract: no mark, no body filter.
+    assert served(login(envoy, x_api_version="1")) == ("1.4.0", False)
+    assert served(login(envoy, x_api_version="2")) == ("2.1.0", True)
+    trap(envoy)
+    assert served(login(envoy, x_api_version="2")) == ("2.1.0", False)
+    assert served(login(envoy, x_api_version="1")) == ("1.4.0", False)
 
 
 def test_fail_reload_fails_closed_until_the_vm_is_back(upstreams, trap_wasm):

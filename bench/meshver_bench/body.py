@@ -8,8 +8,8 @@ proxied with no body work and against Envoy's own transform filter (bench/body.j
   H0  meshver's header filter alone (the body filter left out of what `meshver render envoy`
       writes), a client of 4: what the header filter costs with these bodies
   H   meshver, no body work: meshver's two filters as `meshver render envoy` writes them for
-      the body catalog, a client of 4 (deployed: no plan, no mark, so `match_delegate` skips
-      the body filter's callbacks); against H0, what the body filter costs a request it skips
+      the body catalog, a client of 4 (deployed: no plan, no mark, so the `composite` filter
+      never creates the body filter); against H0, what the body filter costs a request it skips
   M1  meshver, one step: a client of 3 (3 → 4 on the way in, 4 → 3 on the way out)
   M3  meshver, three steps: a client of 1 (1 → 2 → 3 → 4, and back)
 

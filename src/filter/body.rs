@@ -1,7 +1,7 @@
 //! The body half of the request path, run by the second plugin instance (the body filter)
-//! only on requests the header filter marked with [`BODY_HEADER`]: the mesh config wraps the
-//! body filter in Envoy's `match_delegate`, so every other request skips it without entering
-//! the VM, and the header-only path pays nothing for bodies.
+//! only on requests the header filter marked with [`BODY_HEADER`]: the mesh config puts the
+//! body filter inside Envoy's `composite` filter, which creates it only for a marked request,
+//! so every other request never enters its VM and the header-only path pays nothing for bodies.
 //!
 //! A marked request's JSON body is buffered (up to the service's limit), checked against its
 //! version's contract and upgraded along the change chain; the response's JSON body is
