@@ -136,6 +136,16 @@ fuzz:
 	    echo "fuzz $$target failed: the input is in target/fuzz/artifacts/$$target/"; exit $$status; fi; \
 	done
 
+# The canary demo (examples/canary.py): the demo's stack on free ports, steady clients of user
+# API 1 and 2, and a rollout of user 2.1.0 that passes its first step, then fails (2.1.0 starts
+# answering 503) and rolls back by itself, watched with `meshver status --watch`: on a terminal
+# in tmux (the watch above, the log below), elsewhere frames printed inline. About half a minute
+# after the build; it ends by itself and leaves nothing running.
+.PHONY: demo-canary
+demo-canary: build venv envoy tmux
+	cargo build -p meshver-cli
+	$(VENV)/bin/python examples/canary.py
+
 # tmux, from Debian: the real terminal of tests/test_watch.py, and `make demo-canary`'s screen.
 .PHONY: tmux
 tmux:

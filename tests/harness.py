@@ -172,22 +172,23 @@ def _stop_process(proc, sig=signal.SIGTERM, grace=5):
 
 
 class Tmux:
-    """A tmux server of its own (`tmux -L <socket>`), for programs that need a real terminal: the
-    tests read what is on its screen, the canary shows two panes in it. Panes stay on screen after
-    their command exits (remain-on-exit), so its last output can still be read. kill() stops the
-    server and everything it runs."""
+    """A tmux server of its own, for programs that need a real terminal: the tests read what is
+    on its screen, the canary shows two panes in it. Its socket is `name` in a folder of its
+    own (`tmux -S`), which kill() removes with the server and everything it runs. Panes stay on
+    screen after their command exits (remain-on-exit), so its last output can still be read."""
 
-    def __init__(self, socket):
+    def __init__(self, name):
         if shutil.which("tmux") is None:
             raise RuntimeError("tmux is not installed; `make test` installs it (apt-get install tmux)")
-        self.socket = socket
+        self.folder = Path(tempfile.mkdtemp(prefix="meshver-tmux-"))
+        # The command line that reaches this server, e.g. to attach a client to it.
+        self.command = ["tmux", "-S", str(self.folder / name)]
         # Not the tmux this may run inside (a test run from a tmux pane): a server of its own.
         self.env = {k: v for k, v in os.environ.items() if k != "TMUX"}
 
     def run(self, *args):
         """One tmux command (several, separated by ";"); what it printed."""
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
-                              timeout=10, env=self.env)
+        done = subprocess.run([*self.command, *args], capture_output=True, text=True, timeout=10, env=self.env)
         if done.returncode != 0:
             raise RuntimeError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
@@ -213,7 +214,8 @@ class Tmux:
         self.run("send-keys", "-t", target, *keys)
 
     def kill(self):
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, env=self.env)
+        subprocess.run([*self.command, "kill-server"], capture_output=True, timeout=10, env=self.env)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Upstream:

@@ -27,9 +27,9 @@ AFTER = 'echo "[watch exited $?]"; stty -a | grep -o -- "-\\?icanon\\|-\\?echo\\
 
 
 @pytest.fixture
-def tmux(request):
+def tmux():
     """A tmux server of this test's own, killed however the test ends."""
-    server = harness.Tmux(f"meshver-watch-{os.getpid()}-{request.node.name}")
+    server = harness.Tmux("watch")
     yield server
     server.kill()
 

@@ -97,8 +97,8 @@ impl View {
         for row in &self.rows {
             draw_row(row, &layout.split(next()), buf);
         }
-        let legend = "SHARE of its line's requests; REQ/S, 5XX (error rate), P99 over the window; \
-                      bars newest right, on the row's request scale";
+        let legend = "SHARE: of the line's requests. REQ/S, 5XX (error rate), P99: over the window. \
+                      Bars: newest right.";
         Line::styled(legend, Style::new().fg(Color::DarkGray)).render(next(), buf);
     }
 
@@ -209,7 +209,7 @@ mod tests {
         // (4 of 8) for 2.0.3; 2.1.0's last 4 errors of 8 are half a bar in its 5XX chart.
         assert!(lines[2].contains("▄█"), "{text}");
         assert!(lines[3].ends_with("▄"), "{text}");
-        assert!(lines[4].starts_with("SHARE of its line's requests"));
+        assert!(lines[4].starts_with("SHARE: of the line's requests."));
     }
 
     #[test]
