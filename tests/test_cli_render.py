@@ -209,6 +209,47 @@ def test_sidecar_listeners_forward(tmp_path):
     assert config["static_resources"]["clusters"][-1]["name"] == "order-sidecar-forward"
 
 
+# An HTTP stream's context in a VM (a root context's parent is 0), as Envoy's wasm:trace logs it.
+STREAM_CONTEXT_CREATED = re.compile(r"proxy_on_context_create\(\d+, [1-9]\d*\)")
+
+
+def test_a_request_without_body_work_never_enters_the_body_filter():
+    """The rendered body filter sits inside Envoy's composite filter, which creates it only for
+    a request the header filter marked: an unmarked request enters one VM, the header filter's,
+    once per context (Envoy's wasm:trace counts them). Inside match_delegate, which skipped only
+    its callbacks, Envoy still created and deleted a body filter context for every request."""
+    catalog = {"services": [{
+        "name": "user", "match": {"path_prefixes": ["/login"]}, "default_version": "2",
+        "deployments": [{"version": "1.4.0"}, {"version": "2.1.0"}],
+        # Version 2 has a contract, so its requests are marked; version 1's are not.
+        "data": {"contracts": [{"version": "2", "path_prefix": "/login", "schema": {"type": "object"}}]}}]}
+    with harness.Upstream("user", "1.4.0") as v1, harness.Upstream("user", "2.1.0") as v2:
+        config = harness.render_envoy(harness.free_port(), [
+            {"name": "edge", "port": harness.free_port(), "catalog": catalog}],
+            {"user-1.4.0": v1.port, "user-2.1.0": v2.port})
+        filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+            "http_filters"]
+        assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "meshver-body", "envoy.filters.http.router"]
+        assert filters[1]["typed_config"]["extension_config"]["name"] == "envoy.filters.http.composite"
+        with harness.Envoy(config, concurrency=1, name="body-composite", component_log_level="wasm:trace") as envoy:
+            unmarked, marked = 3, 2
+            for version in ["1"] * unmarked + ["2"] * marked:
+                answer = harness.http1("POST", envoy.url + "/login", {"x-api-version": version,
+                                                                      "content-type": "application/json"}, "{}")
+                assert answer.status == 200, answer
+
+            def contexts():
+                log = envoy.log_text()
+                return len(STREAM_CONTEXT_CREATED.findall(log)), log.count("proxy_on_delete(")
+
+            # The last request is marked: once it is in the log, every earlier one is too.
+            expected = unmarked + 2 * marked
+            harness.wait_for(lambda: contexts()[0] >= expected and contexts()[0] == contexts()[1], 10,
+                             "every stream context created and deleted in the log")
+            assert contexts() == (expected, expected)
+            assert envoy.stats()["http.edge.composite.filter_delegation_success"] == marked
+
+
 def test_render_refuses_missing_endpoints_and_bad_catalogs(tmp_path):
     mesh = json.loads(DEMO_MESH.read_text())
     for listener in mesh["listeners"]:
@@ -312,10 +353,18 @@ def test_every_shipped_istio_manifest_is_valid_against_istio_crds():
     for path in shipped:
         docs = validate_manifests(path.read_text())
         assert {d["kind"] for d in docs} <= {"WasmPlugin", "DestinationRule", "VirtualService", "EnvoyFilter"}
-        catalog = docs[0]["spec"]["pluginConfig"]
+        plugins = [d["spec"] for d in docs if d["kind"] == "WasmPlugin"]
+        catalog = {k: v for k, v in plugins[0]["pluginConfig"].items() if k != "caller"}
         body_work = any("data" in service for service in catalog["services"])
-        plugins = [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"]
-        assert plugins == (["meshver", "meshver-body"] if body_work else ["meshver"]), path
+        # Each deployment's workloads (its app and version labels) run the filter as that caller.
+        roles = ["meshver", "meshver-body"] if body_work else ["meshver"]
+        workloads = [{"app": s["name"], "version": d["version"]} for s in catalog["services"] for d in s["deployments"]]
+        assert [(p["pluginName"], p["selector"]["matchLabels"]) for p in plugins] == [
+            (role, labels) for labels in workloads for role in roles], path
+        for plugin in plugins:
+            labels = plugin["selector"]["matchLabels"]
+            assert plugin["pluginConfig"] == {**catalog, "caller": {"service": labels["app"],
+                                                                    "version": labels["version"]}}
         assert envoy_filters(docs) == (["meshver-body-buffer", "meshver-stats"] if body_work else ["meshver-stats"])
     # The deprecated user 1.4.0 announces itself wherever a route sends there, and only there.
     user = next(d for d in validate_manifests(DEMO_ISTIO.read_text())
@@ -382,12 +431,14 @@ def test_istio_body_filter_for_a_catalog_with_data(tmp_path):
     result = meshver("render", "istio", example, "--namespace", "shop", "--selector", "app=gateway")
     assert result.returncode == 0, result.stderr
     docs = validate_manifests(result.stdout)
-    # Apply order: the filters, the listeners' limit and the stats tags before the routes that
-    # lead through them.
-    assert [d["kind"] for d in docs[:4]] == ["WasmPlugin", "WasmPlugin", "EnvoyFilter", "EnvoyFilter"]
+    # Apply order: the filters (the selected workloads', then each deployment's), the listeners'
+    # limit and the stats tags before the routes that lead through them.
+    plugins = sum(d["kind"] == "WasmPlugin" for d in docs)
+    assert plugins == 2 + 2 * sum(len(s["deployments"]) for s in catalog["services"])
+    assert [d["kind"] for d in docs[:plugins + 2]] == ["WasmPlugin"] * plugins + ["EnvoyFilter"] * 2
     assert envoy_filters(docs) == ["meshver-body-buffer", "meshver-stats"]
-    assert {d["kind"] for d in docs[4:]} == {"DestinationRule", "VirtualService"}
-    header, body, buffer = (d["spec"] for d in docs[:3])
+    assert {d["kind"] for d in docs[plugins + 2:]} == {"DestinationRule", "VirtualService"}
+    header, body, buffer = (d["spec"] for d in (*docs[:2], docs[plugins]))
     assert docs[1]["metadata"] == {"name": "meshver-body", "namespace": "shop"}
     assert (header["pluginName"], body["pluginName"]) == ("meshver", "meshver-body")
     assert header["url"] == "file:///etc/istio/extensions/meshver.wasm"
@@ -429,8 +480,8 @@ def test_istio_body_module_url(tmp_path):
     given = meshver("render", "istio", example, *oci, "--body-image", "oci://registry.local/meshver-body:0.1.0")
     assert given.returncode == 0, given.stderr
     plugins = [d["spec"] for d in validate_manifests(given.stdout) if d["kind"] == "WasmPlugin"]
-    assert [p["url"] for p in plugins] == ["oci://registry.local/meshver:0.1.0",
-                                           "oci://registry.local/meshver-body:0.1.0"]
+    assert {(p["pluginName"], p["url"]) for p in plugins} == {("meshver", "oci://registry.local/meshver:0.1.0"),
+                                                             ("meshver-body", "oci://registry.local/meshver-body:0.1.0")}
     served = meshver("render", "istio", example, "--image", "https://files.local/wasm/meshver.wasm")
     plugins = [d["spec"] for d in validate_manifests(served.stdout) if d["kind"] == "WasmPlugin"]
     assert plugins[1]["url"] == "https://files.local/wasm/meshver_body.wasm"
@@ -440,7 +491,7 @@ def test_istio_body_module_url(tmp_path):
     result = meshver("render", "istio", plain, *oci)
     assert result.returncode == 0, result.stderr
     docs = validate_manifests(result.stdout)
-    assert [d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"] == ["meshver"]
+    assert {d["spec"]["pluginName"] for d in docs if d["kind"] == "WasmPlugin"} == {"meshver"}
     assert envoy_filters(docs) == ["meshver-stats"]
 
 
@@ -456,13 +507,15 @@ BODY_CATALOG = {"services": [{
 }]}
 
 
-def as_istio_builds_them(docs):
-    """The HTTP filters Istio's translation makes of the rendered WasmPlugins (one phase): one
-    wasm filter each, by descending priority, root id = pluginName, configuration = pluginConfig
-    as JSON, no match_delegate around any; the module URLs stand for the locally built modules."""
+def as_istio_builds_them(docs, labels):
+    """The HTTP filters Istio's translation makes, for a workload with `labels`, of the rendered
+    WasmPlugins that select it (one phase): one wasm filter each, by descending priority, root id =
+    pluginName, configuration = pluginConfig as JSON, no match_delegate around any; the module URLs
+    stand for the locally built modules."""
     modules = {"file:///etc/istio/extensions/meshver.wasm": harness.WASM,
                "file:///etc/istio/extensions/meshver_body.wasm": harness.WASM.with_name("meshver_body.wasm")}
-    plugins = [d["spec"] for d in docs if d["kind"] == "WasmPlugin"]
+    plugins = [d["spec"] for d in docs if d["kind"] == "WasmPlugin"
+               and d["spec"].get("selector", {}).get("matchLabels", {}).items() <= labels.items()]
     assert len({p["phase"] for p in plugins}) == 1
     return [{"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -482,7 +535,9 @@ def test_the_istio_body_filter_works_without_match_delegate(tmp_path):
     are checked; a body over max_body_bytes is answered by the filter, not by Envoy."""
     catalog_path = tmp_path / "catalog.json"
     catalog_path.write_text(json.dumps(BODY_CATALOG))
-    rendered = meshver("render", "istio", catalog_path)
+    # A gateway's plugins: the catalog as it is, no caller of its own.
+    gateway = {"app": "gateway"}
+    rendered = meshver("render", "istio", catalog_path, "--selector", "app=gateway")
     assert rendered.returncode == 0, rendered.stderr
     docs = validate_manifests(rendered.stdout)
     merged = envoy_filter(docs, "meshver-body-buffer")["configPatches"][0]["patch"]["value"]
@@ -495,7 +550,7 @@ def test_the_istio_body_filter_works_without_match_delegate(tmp_path):
         del listener["per_connection_buffer_limit_bytes"]
         listener.update(merged)
         hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-        hcm["http_filters"] = [*as_istio_builds_them(docs), hcm["http_filters"][-1]]
+        hcm["http_filters"] = [*as_istio_builds_them(docs, gateway), hcm["http_filters"][-1]]
         assert hcm["http_filters"][-1]["name"] == "envoy.filters.http.router"
         with harness.Envoy(config, name="istio-shaped") as envoy:
             v2 = {"x-api-version": "2"}

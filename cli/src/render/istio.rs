@@ -1,7 +1,8 @@
-//! `meshver render istio`: the header filter's WasmPlugin; for a catalog with `data`, the body
-//! filter's WasmPlugin and an EnvoyFilter that raises the listeners' buffer limit; an EnvoyFilter
-//! that makes the filter's labels Prometheus labels; and per service a DestinationRule and a
-//! VirtualService.
+//! `meshver render istio`: the header filter's WasmPlugin for each deployment's workloads (its
+//! own identity as the caller) and, with `--selector`, for other workloads; for a catalog with
+//! `data`, the body filter's WasmPlugins beside them and an EnvoyFilter that raises the
+//! listeners' buffer limit; an EnvoyFilter that makes the filter's labels Prometheus labels; and
+//! per service a DestinationRule and a VirtualService.
 
 use super::buckets::bucket_regex;
 use super::envoy::meshver_stats_tags;
@@ -23,7 +24,8 @@ pub struct IstioOptions {
     /// Where Istio fetches the body filter module; by default `meshver_body.wasm` in place of
     /// an `image` that ends in `/meshver.wasm`.
     pub body_image: Option<String>,
-    /// `key=value` labels of the workloads that run the filter (the callers); none = all.
+    /// `key=value` labels of other workloads that run the filter without an identity of their
+    /// own (a gateway, callers outside the catalog); none = only the catalog's workloads.
     pub selector: BTreeMap<String, String>,
     /// What the sidecar does once the filter's VM has failed.
     pub failure_policy: FailurePolicy,
@@ -49,7 +51,7 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         Some(ns) => json!({"name": name, "namespace": ns}),
         None => json!({"name": name}),
     };
-    let plugin = |plugin_name: &str, url: &str, priority: i32| {
+    let plugin = |name: &str, plugin_name: &str, url: &str, priority: i32, workload: &Workload| {
         let mut spec = json!({
             "url": url,
             "phase": "AUTHN",
@@ -60,15 +62,15 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             // The route is chosen where the request leaves: at the gateway or the caller's
             // sidecar, so that is where the filter must run.
             "match": [{"mode": "CLIENT"}],
-            "pluginConfig": plugin_config,
+            "pluginConfig": workload.plugin_config(&plugin_config),
         });
-        if !options.selector.is_empty() {
-            spec["selector"] = json!({"matchLabels": options.selector});
+        if !workload.labels.is_empty() {
+            spec["selector"] = json!({"matchLabels": workload.labels});
         }
         json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
             "kind": "WasmPlugin",
-            "metadata": metadata(plugin_name),
+            "metadata": metadata(name),
             "spec": spec,
         })
     };
@@ -84,9 +86,19 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "spec": spec,
         })
     };
-    let mut resources = vec![plugin("meshver", &options.image, HEADER_PRIORITY)];
+    let body_url = buffer_limit(&file.catalog).map(|_| body_url(options)).transpose()?;
+    let mut resources = Vec::new();
+    for workload in workloads(&file.catalog, &options.selector)? {
+        let name = |plugin_name: &str| match &workload.caller {
+            Some((_, _, label)) => format!("{plugin_name}-{label}"),
+            None => plugin_name.to_owned(),
+        };
+        resources.push(plugin(&name("meshver"), "meshver", &options.image, HEADER_PRIORITY, &workload));
+        if let Some(url) = &body_url {
+            resources.push(plugin(&name(BODY_ROOT_ID), BODY_ROOT_ID, url, BODY_PRIORITY, &workload));
+        }
+    }
     if let Some(limit) = buffer_limit(&file.catalog) {
-        resources.push(plugin(BODY_ROOT_ID, &body_url(options)?, BODY_PRIORITY));
         resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit)));
     }
     resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()]));
@@ -116,6 +128,62 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         }));
     }
     Ok(resources)
+}
+
+/// Workloads that run the filter, each with its own plugins: a deployment's pods (labels `app:
+/// <service>`, `version: <semver>`, as Istio's conventions and the DestinationRule subsets have
+/// them), whose sidecar states that deployment as the caller; and with `--selector`, other
+/// workloads, with the catalog as it is.
+struct Workload {
+    labels: BTreeMap<String, String>,
+    /// The deployment's service, version, and the plugins' name suffix.
+    caller: Option<(String, String, String)>,
+}
+
+impl Workload {
+    /// The catalog as this workload's plugins carry it: a deployment's with its `caller`.
+    fn plugin_config(&self, catalog: &Value) -> Value {
+        let mut config = catalog.clone();
+        if let (Some((service, version, _)), Some(fields)) = (&self.caller, config.as_object_mut()) {
+            fields.insert("caller".to_owned(), json!({"service": service, "version": version}));
+        }
+        config
+    }
+}
+
+/// The selected workloads first, then every deployment's. A `--selector` that only names a
+/// deployment's `app` and `version` labels would run the filter twice on its pods: refused.
+fn workloads(catalog: &meshver::config::Catalog, selector: &BTreeMap<String, String>) -> Outcome<Vec<Workload>> {
+    let mut workloads = Vec::new();
+    if !selector.is_empty() {
+        workloads.push(Workload { labels: selector.clone(), caller: None });
+    }
+    let mut names = BTreeMap::new();
+    for service in &catalog.services {
+        for deployment in &service.deployments {
+            let version = deployment.version.to_string();
+            let labels =
+                BTreeMap::from([("app".to_owned(), service.name.clone()), ("version".to_owned(), version.clone())]);
+            if !selector.is_empty() && selector.iter().all(|(key, value)| labels.get(key) == Some(value)) {
+                return Err(Fail::new(
+                    format!(
+                        "--selector selects {} {version}'s workloads, which get plugins of their own",
+                        service.name
+                    ),
+                    "select only workloads outside the catalog (a gateway: --selector istio=ingressgateway)",
+                ));
+            }
+            let label = sanitize(&deployment.route);
+            if let Some(other) = names.insert(label.clone(), deployment.route.clone()) {
+                return Err(Fail::new(
+                    format!("route keys {other:?} and {:?} would name the same WasmPlugins", deployment.route),
+                    "give one of the deployments another route key",
+                ));
+            }
+            workloads.push(Workload { labels, caller: Some((service.name.clone(), version, label)) });
+        }
+    }
+    Ok(workloads)
 }
 
 /// The body filter module's URL: `--body-image`, or `meshver_body.wasm` beside `meshver.wasm`.
@@ -308,8 +376,10 @@ pub fn to_yaml(resources: &[Value]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{body_url, proxy_config, sanitize, IstioOptions};
+    use super::{body_url, proxy_config, sanitize, workloads, IstioOptions};
     use meshver::metrics::{Family, WASM_STAT_PREFIX};
+    use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn options(image: &str, body_image: Option<&str>) -> IstioOptions {
         IstioOptions {
@@ -337,6 +407,40 @@ mod tests {
         let refused = url("oci://r.example.com/meshver:1", None).unwrap_err();
         assert!(refused.contains("--body-image"), "{refused}");
         assert!(url("file:///x/not-meshver.wasm", None).is_err());
+    }
+
+    #[test]
+    fn each_deployment_is_a_workload_that_states_its_identity() {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"user","match":{"path_prefixes":["/"]},"default_version":"1",
+            "deployments":[{"version":"1.4.0"},{"version":"2.1.0","route":"user-new"}]}]}"#,
+        )
+        .unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let gateway = labels(&[("istio", "ingressgateway")]);
+        let found = workloads(&catalog, &gateway).unwrap();
+        let seen: Vec<_> = found.iter().map(|w| (w.labels.clone(), w.caller.clone())).collect();
+        let caller = |v: &str, name: &str| Some(("user".to_owned(), v.to_owned(), name.to_owned()));
+        assert_eq!(
+            seen,
+            [
+                (gateway, None),
+                (labels(&[("app", "user"), ("version", "1.4.0")]), caller("1.4.0", "user-1-4-0")),
+                (labels(&[("app", "user"), ("version", "2.1.0")]), caller("2.1.0", "user-new")),
+            ]
+        );
+        let config = found[2].plugin_config(&json!({"services": []}));
+        assert_eq!(config, json!({"services": [], "caller": {"service": "user", "version": "2.1.0"}}));
+        assert_eq!(found[0].plugin_config(&json!({"services": []})), json!({"services": []}));
+        assert_eq!(workloads(&catalog, &BTreeMap::new()).unwrap().len(), 2);
+        // A selector that only names a deployment's own labels would run the filter twice there.
+        for overlapping in [&[("app", "user")][..], &[("app", "user"), ("version", "2.1.0")], &[("version", "1.4.0")]] {
+            let refused = workloads(&catalog, &labels(overlapping)).map(|_| ()).unwrap_err().lines.join(" ");
+            assert!(refused.contains("plugins of their own"), "{refused}");
+        }
+        assert!(workloads(&catalog, &labels(&[("app", "user"), ("tier", "edge")])).is_ok());
     }
 
     #[test]
