@@ -39,7 +39,6 @@ import argparse
 import collections
 import copy
 import datetime
-import http.client
 import json
 import os
 import re
@@ -357,13 +356,13 @@ class Sample(NamedTuple):
 
 class MemorySampler(threading.Thread):
     """A Sample every second until stopped. A second whose reading fails (the admin port too
-    slow under load) is left out and counted in `missed`."""
+    slow under load) is left out, counted in `missed`, and its error kept in `last_error`."""
 
     def __init__(self, envoy, listeners):
         super().__init__(name="memory", daemon=True)
         self.envoy, self.listeners = envoy, listeners
         self.samples = []
-        self.missed = 0
+        self.missed, self.last_error = 0, None
         self.start_time = time.monotonic()
         self.finished = threading.Event()
         # Only the stats a sample reads: the whole set is far larger, and slow to serve under load.
@@ -382,8 +381,8 @@ class MemorySampler(threading.Thread):
         while not self.finished.wait(1.0 - (time.monotonic() - self.start_time) % 1.0):
             try:
                 self.samples.append(self.sample())
-            except (OSError, http.client.HTTPException):
-                self.missed += 1
+            except Exception as error:  # noqa: BLE001  (a thread's exception would end it unseen)
+                self.missed, self.last_error = self.missed + 1, repr(error)
 
     def stop(self):
         self.finished.set()
@@ -483,6 +482,7 @@ def run_load(stack, kinds, seconds, connections, warmup):
     front_after, outcomes_after = settled_counts(stack.front, listeners)
     return {"seconds": seconds, "elapsed": elapsed, "connections": connections, "warmup": warmup,
             "drivers": drivers, "idle": idle, "samples": sampler.samples, "missed_samples": sampler.missed,
+            "sampler_error": sampler.last_error,
             "front": delta(front_after, front_before), "outcomes": delta(outcomes_after, outcomes_before),
             "upstream": delta(stack.upstream.stats(), upstream_before)}
 
@@ -497,10 +497,12 @@ def memory_levels(result):
     samples, warmup, seconds = result["samples"], result["warmup"], result["seconds"]
 
     def level(until):
-        window = [s for s in samples if until - MEMORY_WINDOW <= s.seconds <= until]
+        # A sample lands a little after each whole second.
+        window = [s for s in samples if until - MEMORY_WINDOW < s.seconds <= until + 0.5]
         if len(window) < MEMORY_WINDOW - 1:
             raise RuntimeError(f"{len(window)} memory samples in the {MEMORY_WINDOW} s before {until} s "
-                               f"({result['missed_samples']} readings failed in the whole run)")
+                               f"({result['missed_samples']} readings failed in the whole run, the last with "
+                               f"{result['sampler_error']})")
         return {"rss": statistics.median(s.rss for s in window),
                 "allocated": statistics.median(s.allocated for s in window),
                 "completed": window[-1].completed}
@@ -561,7 +563,10 @@ def count_problems(stack, kinds, result):
 def memory_problems(result):
     """RSS and tcmalloc's allocated bytes grew by at most MEMORY_GROWTH_BOUND from the end of
     the warm-up to the end of the load."""
-    levels = memory_levels(result)
+    try:
+        levels = memory_levels(result)
+    except RuntimeError as missing:
+        return [str(missing)]
     problems = []
     for what in ("rss", "allocated"):
         growth = levels["end"][what] - levels["warm"][what]
@@ -696,7 +701,13 @@ def main():
         result = run_load(stack, kinds, args.seconds, args.connections, warmup)
         problems = check(stack, kinds, result)
     load_after = uptime()
-    fig = figures(result)
+    if problems:
+        # What went wrong first: the figures may lack what the failure cut short.
+        print("the soak FAILED:\n" + "\n".join(problems), flush=True)
+    try:
+        fig = figures(result)
+    except RuntimeError as missing:
+        sys.exit(f"no figures: {missing}")
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     text = "\n\n".join([
         f"Run of {date}: {fig['seconds']:.0f} s of load, {fig['connections']} connections "
@@ -706,7 +717,7 @@ def main():
         f"Load: `{load_before}` before, `{load_after}` after."])
     print(text)
     if problems:
-        sys.exit("the soak FAILED:\n" + "\n".join(problems))
+        sys.exit("the soak FAILED (above)")
     print("all checks held")
     if not args.no_write:
         publish(text)
