@@ -625,14 +625,18 @@ def proxy_config_note(text):
 
 
 def test_istio_merges_the_stats_tags_render_envoy_writes():
-    """The meshver-stats EnvoyFilter merges into the bootstrap of the proxies the plugins run on
-    the tag specifiers `render envoy` writes for the filter's labels (one builder makes both), and
-    its note names the proxy settings that keep the counters and apply the patch."""
+    """The meshver-stats EnvoyFilter merges into the bootstrap of the namespace's proxies (those
+    the plugins run on among them) the tag specifiers `render envoy` writes for the filter's
+    labels (one builder makes both), and its note names the proxy settings that keep the counters
+    and apply the patch."""
     rendered = meshver(*RENDER_DEMO_ISTIO, "--namespace", "shop", "--selector", "app=gateway")
     assert rendered.returncode == 0, rendered.stderr
     docs = validate_manifests(rendered.stdout)
     stats = envoy_filter(docs, "meshver-stats")
-    assert stats["workloadSelector"] == {"labels": {"app": "gateway"}}
+    # Every proxy of the namespace: the selected gateway's and each deployment's run the filter.
+    assert "workloadSelector" not in stats
+    assert {tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in docs if d["kind"] == "WasmPlugin"} \
+        >= {(("app", "gateway"),), (("app", "user"), ("version", "2.1.0"))}
     (patch,) = stats["configPatches"]
     assert patch["applyTo"] == "BOOTSTRAP" and "match" not in patch
     assert patch["patch"]["operation"] == "MERGE" and list(patch["patch"]["value"]) == ["stats_config"]
@@ -641,10 +645,6 @@ def test_istio_merges_the_stats_tags_render_envoy_writes():
     envoy_tags = json.loads(DEMO_ENVOY.read_text())["stats_config"]["stats_tags"]
     assert tags == [tag for tag in envoy_tags if not tag["tag_name"].startswith("envoy.")]
     assert [tag["tag_name"] for tag in tags] == ["service", "version", "route", "outcome", "caller"]
-    # Without a selector, every proxy of the namespace, as for the plugins.
-    unselected = validate_manifests(meshver(*RENDER_DEMO_ISTIO).stdout)
-    assert "workloadSelector" not in envoy_filter(unselected, "meshver-stats")
-
     proxy_config = proxy_config_note(rendered.stdout)
     assert proxy_config == {"proxyStatsMatcher": {"inclusionPrefixes": ["wasmcustom.meshver_"]},
                             "proxyMetadata": {"BOOTSTRAP_XDS_AGENT": "true"}}

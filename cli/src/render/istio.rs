@@ -74,10 +74,10 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "spec": spec,
         })
     };
-    let envoy_filter = |name: &str, patches: Vec<Value>| {
+    let envoy_filter = |name: &str, patches: Vec<Value>, selector: &BTreeMap<String, String>| {
         let mut spec = json!({"configPatches": patches});
-        if !options.selector.is_empty() {
-            spec["workloadSelector"] = json!({"labels": options.selector});
+        if !selector.is_empty() {
+            spec["workloadSelector"] = json!({"labels": selector});
         }
         json!({
             "apiVersion": "networking.istio.io/v1alpha3",
@@ -99,9 +99,12 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         }
     }
     if let Some(limit) = buffer_limit(&file.catalog) {
-        resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit)));
+        resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit), &options.selector));
     }
-    resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()]));
+    // Every proxy of the namespace: each deployment's pods run plugins as well as the selected
+    // workloads, and an EnvoyFilter has one selector. The tags cost the others nothing: Envoy
+    // tries them only on stats named `wasmcustom.…`.
+    resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()], &BTreeMap::new()));
     for service in &file.catalog.services {
         let host = match &options.namespace {
             Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
@@ -220,7 +223,7 @@ fn buffer_limit_patches(limit: usize) -> Vec<Value> {
         .collect()
 }
 
-/// The tag specifiers `render envoy` writes, merged into the bootstrap of the selected proxies:
+/// The tag specifiers `render envoy` writes, merged into the bootstrap of the namespace's proxies:
 /// Istio's own stats tags stay, these are appended. Istio has no field for a tag with a regex of
 /// one's own (its `extraStatTags` expect its own name encoding), so it is an EnvoyFilter, which
 /// Istio applies to a bootstrap only when the proxy fetches it (see [`proxy_config`]).
@@ -247,8 +250,8 @@ fn proxy_config() -> Value {
 fn stats_filter_note() -> String {
     let annotation = super::yaml::document(&proxy_config());
     let mut note = format!(
-        "# {STATS_FILTER} takes effect on the proxies it selects once they start with this pod annotation\n\
-         # (or these keys under meshConfig.defaultConfig, for every proxy of the mesh):\n\
+        "# {STATS_FILTER} takes effect on a proxy that runs the filter once it starts with this pod\n\
+         # annotation (or these keys under meshConfig.defaultConfig, for every proxy of the mesh):\n\
          #   proxy.istio.io/config: |\n"
     );
     for line in annotation.lines() {
