@@ -59,13 +59,13 @@ envoy: $(ENVOY_INSTALLED)
 test:
 	cargo test --workspace
 	cargo test --manifest-path fuzz/Cargo.toml --no-default-features
-	$(MAKE) --no-print-directory build venv envoy h2load tmux
+	$(MAKE) --no-print-directory build venv envoy h2load tmux prometheus
 	$(VENV)/bin/python -m pytest tests
 
 # The end-to-end tests against every release in ENVOY_VERSIONS in turn (1.5 to 2.5 minutes each),
 # then one line per release; fails if any release failed.
 test-envoys: SHELL := /bin/bash
-test-envoys: build venv h2load tmux
+test-envoys: build venv h2load tmux prometheus
 	@for version in $(ENVOY_VERSIONS); do $(MAKE) -s --no-print-directory envoy ENVOY_VERSION=$$version || exit 1; done
 	@mkdir -p target/test-envoys; failed=0; \
 	for version in $(ENVOY_VERSIONS); do \
@@ -78,8 +78,18 @@ test-envoys: build venv h2load tmux
 	for version in $(ENVOY_VERSIONS); do echo "$$version: $$(tail -n 1 target/test-envoys/$$version.log)"; done; \
 	exit $$failed
 
-demo: build venv envoy
+demo: build venv envoy prometheus
 	$(VENV)/bin/python examples/demo.py
+
+# Prometheus and promtool, from Debian's prometheus package (2.42 on bookworm): the demo's metrics
+# server (on :9090) and tests/test_prometheus.py's, which run their own. Installed without its
+# recommends (the node exporter, another daemon); the package enables a system service on :9090,
+# which is disabled and stopped again right after the install.
+.PHONY: prometheus
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && \
+		{ { systemctl disable --now prometheus; service prometheus stop; } >/dev/null 2>&1 || true; }; }
 
 # On a fresh machine with only rustup: the components and the target it needs come first.
 lint:

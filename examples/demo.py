@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from harness import DEMO_CATALOG, ROOT, DemoStack  # noqa: E402  (plain module, no pytest)
+from harness import DEMO_CATALOG, ROOT, DemoStack, Prometheus  # noqa: E402  (plain module, no pytest)
 
 # The shipped Envoy configs, rendered by `meshver render envoy envoy/<name>.mesh.json` (a test
 # keeps each in sync); the ports below come from the same mesh files.
@@ -43,6 +43,8 @@ SERVED_PORT = port_of(SERVED_MESH["listeners"][0]["address"])
 SERVED_ADMIN_PORT = port_of(SERVED_MESH["admin"])
 # Not 0, so that test Envoys (other base ids) can run next to the demo; one per Envoy.
 BASE_ID, SERVED_BASE_ID = 7, 8
+# Prometheus, scraping both Envoys' admins every second, with the rules of prometheus/rules.yml.
+PROMETHEUS_PORT = 9090
 
 
 class DataCall(NamedTuple):
@@ -85,6 +87,7 @@ meshver demo: Envoy on http://localhost:10000 (admin http://localhost:9901)
   user's inbound side on :10001; order 1.2.0's sidecar on :10011, order 2.0.0's on :10012.
 A second Envoy on http://localhost:10002 (admin http://localhost:9902): user after 1.4.0 is
   switched off, 2.0.3 and 2.1.0 only; version 1 is served by 2.x (examples/catalog-served.json).
+Prometheus on http://localhost:9090 scrapes both Envoys every second (rules: prometheus/rules.yml).
 
 Versions (each answer shows which deployment served it and what it received):
   curl -s -XPOST localhost:10000/register                                  # no version: the 1.x line
@@ -103,6 +106,9 @@ Compatibility and lifecycle:
 Traffic:
   curl -s -XPOST localhost:10000/login -H 'x-api-version: 2' -H 'x-user-id: alice'         # sticky per user
   curl -s -XPOST 'localhost:9901/runtime_modify?routing.user-v2.user-2.1.0=50&routing.user-v2.user-2.0.3=50'
+Metrics:
+  curl -s localhost:9090/api/v1/query --data-urlencode 'query=sum by (version, outcome, caller) (meshver_requests_total{service="user"})'
+  curl -s localhost:9090/api/v1/alerts       # MeshverDeprecatedVersionCalled, per caller of user 1
 Data:
 """ + "\n".join("  " + line for line in DATA_LINES) + """
 
@@ -171,15 +177,27 @@ def start_demo(stacks):
     print(TRY, flush=True)
 
 
-def until_a_process_dies(stacks):
-    while (why := dead_process(stacks)) is None:
+def until_a_process_dies(stacks, prometheus=None):
+    while (why := dead_process(stacks) or (prometheus and prometheus.exited())) is None:
         time.sleep(0.5)
     print(f"demo: {why}", file=sys.stderr)
     return 1
 
 
+def start_prometheus():
+    """The demo's Prometheus, on PROMETHEUS_PORT, scraping the admin of each Envoy the demo runs."""
+    admins = [DEMO_MESH["admin"], SERVED_MESH["admin"]]
+    return Prometheus(admins, port=PROMETHEUS_PORT, name="demo-prometheus")
+
+
 def main():
-    return run("demo", start_demo, until_a_process_dies)
+    try:
+        prometheus = start_prometheus()
+    except RuntimeError as err:  # not installed (`make demo` installs it), or it failed to start
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
+    with prometheus:
+        return run("demo", start_demo, lambda stacks: until_a_process_dies(stacks, prometheus))
 
 
 if __name__ == "__main__":

@@ -581,6 +581,92 @@ class DemoStack:
         self.stop()
 
 
+# The rules a meshver Prometheus evaluates: recording rules and alerts on the filter's labelled
+# counters and Envoy's cluster stats (docs/operators-guide.md, "Watching with Prometheus").
+PROMETHEUS_RULES = ROOT / "prometheus/rules.yml"
+
+
+def prometheus_binary(name="prometheus"):
+    """`prometheus` or `promtool`, from Debian's `prometheus` package (`make prometheus`)."""
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} is not installed: `make prometheus` installs Debian's prometheus package")
+    return found
+
+
+class Prometheus:
+    """A real Prometheus server that scrapes the /stats/prometheus of Envoy admins (`targets`,
+    "host:port") and evaluates `rule_files`, both every `interval`; on 127.0.0.1:`port` (default:
+    a free one), its storage in a temporary folder that stop() (or `with`) removes."""
+
+    def __init__(self, targets, rule_files=(PROMETHEUS_RULES,), port=None, interval="1s", name="prometheus"):
+        binary = prometheus_binary()
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"meshver-{name}-"))
+        config = {
+            "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
+            "rule_files": [str(Path(path).resolve()) for path in rule_files],
+            "scrape_configs": [{"job_name": "envoy", "metrics_path": "/stats/prometheus",
+                                "static_configs": [{"targets": list(targets)}]}],
+        }
+        config_path = self.workdir / "prometheus.yml"
+        config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        self.log_path = self.workdir / "prometheus.log"
+        self._final_log = None
+        self._log = open(self.log_path, "wb")
+        cmd = [binary, f"--config.file={config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+               f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        _children.append(self.proc)
+        try:
+            wait_for(lambda: http1("GET", self.url + "/-/ready", timeout=1).status == 200, 30,
+                     f"{name} on port {self.port} ready", self.proc)
+        except WaitFailed as why:
+            self.stop()
+            raise RuntimeError(f"{why}; log tail:\n{self.log_tail()}") from None
+
+    def log_tail(self, lines=30):
+        text = self._final_log if self._final_log is not None else self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def api(self, path, **params):
+        """The `data` of GET /api/v1/<path>?<params>."""
+        answer = http1("GET", f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+        assert answer.status == 200 and answer.json["status"] == "success", (path, params, answer.body[:500])
+        return answer.json["data"]
+
+    def query(self, expr, at=None):
+        """An instant query (at `at`, seconds since the epoch, or now): [(labels, value)]."""
+        params = {"query": expr} if at is None else {"query": expr, "time": at}
+        return [(sample["metric"], float(sample["value"][1])) for sample in self.api("query", **params)["result"]]
+
+    def alerts(self):
+        """The alerts pending or firing now: [{labels, annotations, state, …}]."""
+        return self.api("alerts")["alerts"]
+
+    def exited(self):
+        """A line that says Prometheus exited on its own, or None while it runs."""
+        if self.proc.poll() is None:
+            return None
+        return f"{self.name} exited with code {self.proc.returncode}\n{self.log_tail()}"
+
+    def stop(self):
+        """Stop Prometheus (SIGTERM, then kill after 5s); keeps its log, removes its files."""
+        _stop_process(self.proc)
+        if self._final_log is None:
+            self._log.close()
+            self._final_log = self.log_path.read_text(errors="replace")
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 class Response(NamedTuple):
     """An HTTP answer; unpacks as (status, headers, body, json)."""
 
