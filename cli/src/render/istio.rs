@@ -74,16 +74,16 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "spec": spec,
         })
     };
-    let envoy_filter = |name: &str, patches: Vec<Value>, selector: &BTreeMap<String, String>| {
-        let mut spec = json!({"configPatches": patches});
-        if !selector.is_empty() {
-            spec["workloadSelector"] = json!({"labels": selector});
-        }
+    // EnvoyFilters apply to every proxy of the namespace: each deployment's pods run plugins as
+    // well as the selected workloads, and an EnvoyFilter has one selector. They cost the others
+    // nothing: a buffer limit is a ceiling, not memory taken; Envoy tries the stats tags only on
+    // stats named `wasmcustom.…`.
+    let envoy_filter = |name: &str, patches: Vec<Value>| {
         json!({
             "apiVersion": "networking.istio.io/v1alpha3",
             "kind": "EnvoyFilter",
             "metadata": metadata(name),
-            "spec": spec,
+            "spec": {"configPatches": patches},
         })
     };
     let body_url = buffer_limit(&file.catalog).map(|_| body_url(options)).transpose()?;
@@ -99,12 +99,9 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         }
     }
     if let Some(limit) = buffer_limit(&file.catalog) {
-        resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit), &options.selector));
+        resources.push(envoy_filter("meshver-body-buffer", buffer_limit_patches(limit)));
     }
-    // Every proxy of the namespace: each deployment's pods run plugins as well as the selected
-    // workloads, and an EnvoyFilter has one selector. The tags cost the others nothing: Envoy
-    // tries them only on stats named `wasmcustom.…`.
-    resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()], &BTreeMap::new()));
+    resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()]));
     for service in &file.catalog.services {
         let host = match &options.namespace {
             Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
