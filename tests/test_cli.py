@@ -265,8 +265,10 @@ def test_failing_rollout_rolls_back_within_one_interval(stack):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rolled back user to 2.0.3: error rate 100.0% > 1.0% over the last 2s" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+    # Within one interval: judged on the first step's window, never reaching the second. (Not a
+    # wall-clock bound: on a loaded CI machine the CLI's start alone can take seconds.)
     assert "step 2/2" not in result.stdout
-    assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
+    assert elapsed < 2 + 60, f"rollback took {elapsed:.1f}s"
     assert stack.line_weights() == (100, 0)
     assert set(stack.versions(20)) == {"2.0.3"}
 
@@ -285,7 +287,8 @@ def test_slow_rollout_rolls_back_on_p99(stack):
         stack.fault(stack.new, delay_ms=0)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rolled back user to 2.0.3: p99" in result.stderr and "> 100ms" in result.stderr, result.stderr
-    assert elapsed < 2 + 3, f"rollback took {elapsed:.1f}s"
+    assert "step 2/2" not in result.stdout
+    assert elapsed < 2 + 60, f"rollback took {elapsed:.1f}s"
     assert stack.line_weights() == (100, 0)
 
 
