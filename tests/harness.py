@@ -296,7 +296,7 @@ class Envoy:
         _children.append(self.proc)
         started_envoys.append(self)
         try:
-            wait_for(self._ready, 20, f"{name} on port {self.port} ready", self.proc)
+            wait_for(self._ready, 60, f"{name} on port {self.port} ready", self.proc)
         except WaitFailed as why:
             self.stop()
             raise RuntimeError(f"{why}; log tail:\n{self.log_tail()}") from None

@@ -129,11 +129,10 @@ impl ClusterSample {
             })
             .filter(|b| b.count > 0)
             .collect();
-        ClusterSample {
-            requests: self.requests.saturating_sub(earlier.requests),
-            errors: self.errors.saturating_sub(earlier.errors),
-            latency,
-        }
+        let requests = self.requests.saturating_sub(earlier.requests);
+        // Envoy bumps a request's 5xx and completed counters one after the other, so a read can
+        // fall between them: never more errors than requests (seen: "1165 of 1164").
+        ClusterSample { requests, errors: self.errors.saturating_sub(earlier.errors).min(requests), latency }
     }
 
     /// Share of 5xx answers, 0 when there were no requests.
@@ -232,6 +231,15 @@ pub(crate) mod tests {
         // The old slow request is not in the interval: p99 over the interval is 43ms.
         assert_eq!(delta.quantile_ms(0.99), Some(43.0));
         assert_eq!(after.quantile_ms(0.999), Some(310.0));
+    }
+
+    #[test]
+    fn a_read_between_two_counters_never_makes_more_errors_than_requests() {
+        let before = ClusterSample { requests: 10, errors: 10, latency: vec![] };
+        let after = ClusterSample { requests: 1174, errors: 1175, latency: vec![] };
+        let delta = after.since(&before);
+        assert_eq!((delta.requests, delta.errors), (1164, 1164));
+        assert_eq!(delta.error_rate(), 1.0);
     }
 
     /// Samples of one cluster at the start and the end of an interval.
