@@ -83,6 +83,12 @@ RUN_SECONDS = 4
 # it out). A leak of MEMORY_GROWTH_BOUND / (requests after the warm-up) bytes per request or more
 # crosses the bound: the report states that figure for each run.
 MEMORY_GROWTH_BOUND = 8 * 2**20
+# A run takes RUN_SECONDS at the rate the last one had: one still going after this long has
+# stalled. Generous, because on this shared 2-CPU machine at full load the kernel has held a
+# request of a loopback HTTP/1.1 connection for 30 s and more: sent by h2load, unacknowledged,
+# not received by Envoy's socket, no retransmission (`ss` at the time; Envoy then held no request
+# in flight). Such a run ends late, with every request answered; a stalled Envoy still fails it.
+STALL_SECONDS = 180
 MEMORY_WINDOW = 5
 
 
@@ -263,12 +269,14 @@ class Driver(threading.Thread):
     fixed count, so that none is cut off), on `connections` connections. Keeps every request's
     status (h2load's per-request log; -1: the stream failed) and latency."""
 
-    def __init__(self, h2load, kind, protocol, url, connections, deadline, workdir, stopping):
+    def __init__(self, h2load, kind, protocol, url, connections, deadline, workdir, stopping, in_flight):
         super().__init__(name=f"{kind.name} {protocol}", daemon=True)
         self.h2load, self.kind, self.protocol = h2load, kind, protocol
         self.url, self.connections, self.deadline = url, connections, deadline
         self.streams = H2_STREAMS if protocol == "http2" else 1
         self.workdir, self.stopping = workdir, stopping
+        self.in_flight = in_flight  # () -> what Envoy holds in flight, for a run that does not end
+        self.stalled = False
         workdir.mkdir()
         self.sent = self.runs = 0
         self.statuses = collections.Counter()
@@ -311,15 +319,18 @@ class Driver(threading.Thread):
         cmd = self.command(count, log_file)
         self.runs += 1
         self.sent += count
-        # A run takes RUN_SECONDS at the rate the last one had; far longer means Envoy stalled.
-        limit = 10 * RUN_SECONDS + 30
+        limit = STALL_SECONDS
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.run_began = time.monotonic()
         try:
             out, _ = self.proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            self.stalled = True
+            sockets, in_flight = self.sockets(), self.in_flight()
             self.proc.kill()
             self.proc.communicate()
-            self.problems.append(f"{self.name}: an h2load run of {count} did not end in {limit} s")
+            self.problems.append(f"{self.name}: an h2load run of {count} did not end in {limit} s; "
+                                 f"its connections, both ends (ss):\n{sockets}\nin flight in Envoy: {in_flight}")
             return False
         summary = SUMMARY.search(out)
         if self.proc.returncode != 0 or not summary:
@@ -339,6 +350,19 @@ class Driver(threading.Thread):
         if logged != done:
             self.problems.append(f"{self.name}: h2load logged {logged} requests of {done} done")
         return True
+
+    def sockets(self):
+        """The TCP sockets of this run's h2load and their other ends, as `ss -tnpio` shows them
+        (queues, counters, timers): where a stalled request's bytes wait."""
+        sockets = []  # [socket line, its details]: ss -i puts the details on indented lines
+        for line in subprocess.run(["ss", "-tnpio"], capture_output=True, text=True, timeout=30).stdout.splitlines()[1:]:
+            if line[:1].isspace() and sockets:
+                sockets[-1][1] += line.strip()
+            else:
+                sockets.append([line, ""])
+        ports = {line.split()[3].rsplit(":", 1)[1] for line, _ in sockets if f"pid={self.proc.pid}," in line}
+        return "\n".join(f"{line}\n  {details}" for line, details in sockets
+                         if any(f":{port} " in f"{line} " for port in ports))
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -415,6 +439,14 @@ def settled_counts(envoy, listeners):
         return envoy.stats(), filter_outcomes(envoy)
 
 
+def in_flight(envoy):
+    """The gauges of what Envoy holds in flight that are not zero: requests on each listener and
+    towards each cluster, connections (the admin port's own left out)."""
+    active = re.compile(r"(downstream_rq_active|upstream_rq_active|upstream_rq_pending_active|downstream_cx_active)$")
+    return {name: value for name, value in envoy.stats().items()
+            if active.search(name) and value and "admin" not in name}
+
+
 def delta(after, before):
     return {name: value - before.get(name, 0) for name, value in after.items()}
 
@@ -456,18 +488,30 @@ def run_load(stack, kinds, seconds, connections, warmup):
     began = sampler.start_time
     deadline = began + seconds
     drivers = []
+
+    def in_flight_alone():
+        """For a run that does not end: the others stop after their current runs, so that what
+        Envoy then holds in flight is the stalled runs' own."""
+        stopping.set()
+        try:
+            harness.wait_for(lambda: all(d.stalled or not d.proc or d.proc.poll() is not None for d in drivers),
+                             STALL_SECONDS, "the other load generators' last runs end")
+        except harness.WaitFailed as why:
+            return f"{in_flight(stack.front)} ({why})"
+        return in_flight(stack.front)
+
     for protocol in PROTOCOLS:
         shares = connection_shares(kinds, connections // len(PROTOCOLS))
         for index, (kind, share) in enumerate(zip(kinds, shares)):
             drivers.append(Driver(h2load, kind, protocol, stack.url(kind.listener), share, deadline,
-                                  workdir / f"{protocol}-{index}", stopping))
+                                  workdir / f"{protocol}-{index}", stopping, in_flight_alone))
     try:
         sampler.start()
         for driver in drivers:
             driver.start()
         for driver in drivers:
             # A driver's last run ends within its time limit after the deadline.
-            driver.join(max(deadline + 10 * RUN_SECONDS + 60 - time.monotonic(), 1))
+            driver.join(max(deadline + STALL_SECONDS + 30 - time.monotonic(), 1))
         elapsed = time.monotonic() - began
         sampler.stop()
         stuck = [d.name for d in drivers if d.is_alive()]
@@ -614,7 +658,8 @@ def figures(result):
         out["protocols"][protocol] = {
             "requests": requests, "rps": requests / result["elapsed"],
             "connections": sum(d.connections for d in mine), "statuses": dict(sorted(statuses.items())),
-            "p50_ms": percentile(latencies, 0.50) / 1000, "p99_ms": percentile(latencies, 0.99) / 1000}
+            "p50_ms": percentile(latencies, 0.50) / 1000, "p99_ms": percentile(latencies, 0.99) / 1000,
+            "max_ms": max(latencies, default=0) / 1000}
     out["memory"] = memory_levels(result)
     out["samples"], out["missed_samples"] = len(result["samples"]), result["missed_samples"]
     # Memory over time: the sample nearest each of 8 even steps through the load.
@@ -632,11 +677,12 @@ def mib(n):
 
 def report(fig):
     """The figures as text: a table per protocol, memory, the mix."""
-    lines = ["| protocol | connections | requests | requests/s | statuses | p50 | p99 |", "|---|---|---|---|---|---|---|"]
+    lines = ["| protocol | connections | requests | requests/s | statuses | p50 | p99 | slowest |",
+             "|---|---|---|---|---|---|---|---|"]
     for protocol, p in fig["protocols"].items():
         statuses = ", ".join(f"{n:,} × {s}" for s, n in p["statuses"].items())
         lines.append(f"| {protocol} | {p['connections']} | {p['requests']:,} | {p['rps']:,.0f} | {statuses} | "
-                     f"{p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms |")
+                     f"{p['p50_ms']:.1f} ms | {p['p99_ms']:.1f} ms | {p['max_ms'] / 1000:.1f} s |")
     m = fig["memory"]
     lines += ["", f"| Envoy memory | idle, before the load | end of the {fig['warmup']} s warm-up | end of the load "
               "| growth | samples after the warm-up |", "|---|---|---|---|---|---|"]
