@@ -288,7 +288,7 @@ fn http_filters(
 /// The body filter inside Envoy's `composite` filter, which creates it only for a request the
 /// header filter marked with `x-meshver-body`: any other request never enters its VM. (Inside
 /// `match_delegate` with a skip action, Envoy still created and deleted the filter's VM context
-/// for each request, for the access log every wasm filter registers: +4 µs per request.)
+/// for each request, for the access log every wasm filter registers.)
 fn marked_only(body_filter: Value) -> Value {
     json!({
         "name": BODY_ROOT_ID,
