@@ -22,7 +22,6 @@ use crate::version::RequestedVersion;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// The value of a label the request had nothing for: no version asked, no route (the
 /// request was answered or matched no service), no caller known, no service matched.
@@ -366,7 +365,9 @@ fn index(at: usize) -> u32 {
 /// increment: no host call, no allocation once a series has been seen.
 #[derive(Debug, Default)]
 pub struct Tally {
-    pending: RefCell<HashMap<Series, u64, BuildHasherDefault<SeriesHasher>>>,
+    // foldhash: a fast hash for a few small integers; the standard SipHash resists hash
+    // flooding, which bounded keys cannot cause.
+    pending: RefCell<HashMap<Series, u64, foldhash::fast::FixedState>>,
 }
 
 impl Tally {
@@ -381,47 +382,6 @@ impl Tally {
     /// The counts since the last call, emptied (the map keeps its room for the next ones).
     pub fn take(&self) -> Vec<(Series, u64)> {
         self.pending.try_borrow_mut().map(|mut pending| pending.drain().collect()).unwrap_or_default()
-    }
-}
-
-/// A fast hash for a few small integers (the multiply-rotate of Firefox's FxHash): the
-/// standard SipHash resists hash flooding, which bounded keys cannot cause.
-#[derive(Debug, Default)]
-pub struct SeriesHasher(u64);
-
-impl SeriesHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for SeriesHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|b| self.add(u64::from(*b)));
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn write_isize(&mut self, n: isize) {
-        self.add(n as u64);
     }
 }
 
