@@ -142,13 +142,21 @@ enum RenderCommand {
         catalog: PathBuf,
         #[arg(long)]
         namespace: Option<String>,
-        /// Where Istio fetches the module (oci://, https:// or file://).
+        /// Where Istio fetches the module (oci://, https:// or file://; a reference without a
+        /// scheme is an OCI image).
         #[arg(long, default_value = "file:///etc/istio/extensions/meshver.wasm")]
         image: String,
+        /// The WasmPlugin's sha256, which Istio checks the fetch against: for an oci:// image the
+        /// image digest (as `make oci` prints it), for https:// the module's sha256.
+        #[arg(long, value_name = "sha256:HEX")]
+        image_digest: Option<String>,
         /// Where Istio fetches the body filter module, for a catalog with `data` (default:
         /// meshver_body.wasm in place of an --image that ends in /meshver.wasm).
         #[arg(long, value_name = "URL")]
         body_image: Option<String>,
+        /// As --image-digest, for --body-image.
+        #[arg(long, value_name = "sha256:HEX")]
+        body_image_digest: Option<String>,
         /// Label of the workloads that run the filter, KEY=VALUE (repeatable; default: all).
         #[arg(long, value_name = "KEY=VALUE", value_parser = flags::label)]
         selector: Vec<(String, String)>,
@@ -185,13 +193,23 @@ fn run(command: Command) -> Outcome {
             catalog,
             namespace,
             image,
+            image_digest,
             body_image,
+            body_image_digest,
             selector,
             failure_policy,
             output,
         }) => {
             let selector = selector.into_iter().collect();
-            let options = render::istio::IstioOptions { namespace, image, body_image, selector, failure_policy };
+            let options = render::istio::IstioOptions {
+                namespace,
+                image,
+                image_digest,
+                body_image,
+                body_image_digest,
+                selector,
+                failure_policy,
+            };
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Publish { mesh, wasm_relative_to } => commands::publish::run(&mesh, wasm_relative_to),

@@ -4,12 +4,15 @@
 //! listeners' buffer limit; an EnvoyFilter that makes the filter's labels Prometheus labels; and
 //! per service a DestinationRule and a VirtualService.
 
+mod image;
+
 use super::buckets::bucket_regex;
 use super::envoy::meshver_stats_tags;
 use super::{buffer_limit, BODY_WASM_FILE, STICKY_HEADER};
 use crate::catalog::{configured_weights, CatalogFile};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::FailurePolicy;
+use image::{module_source, ModuleSource};
 use meshver::config::{Deployment, Service};
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use meshver::metrics::WASM_STAT_PREFIX;
@@ -19,11 +22,17 @@ use std::collections::BTreeMap;
 /// What the operator chooses about the Istio resources.
 pub struct IstioOptions {
     pub namespace: Option<String>,
-    /// Where Istio fetches the module: `oci://…`, `https://…` or `file://…`.
+    /// Where Istio fetches the module: `oci://…` (or a reference without a scheme), `https://…`
+    /// or `file://…`.
     pub image: String,
+    /// What Istio checks the fetched module against (`sha256:<hex>`): an OCI image's digest,
+    /// an https module's sha256 (see [`image`]).
+    pub image_digest: Option<String>,
     /// Where Istio fetches the body filter module; by default `meshver_body.wasm` in place of
     /// an `image` that ends in `/meshver.wasm`.
     pub body_image: Option<String>,
+    /// As `image_digest`, for the body filter module.
+    pub body_image_digest: Option<String>,
     /// `key=value` labels of other workloads that run the filter without an identity of their
     /// own (a gateway, callers outside the catalog); none = only the catalog's workloads.
     pub selector: BTreeMap<String, String>,
@@ -51,9 +60,9 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         Some(ns) => json!({"name": name, "namespace": ns}),
         None => json!({"name": name}),
     };
-    let plugin = |name: &str, plugin_name: &str, url: &str, priority: i32, workload: &Workload| {
+    let plugin = |name: &str, plugin_name: &str, module: &ModuleSource, priority: i32, workload: &Workload| {
         let mut spec = json!({
-            "url": url,
+            "url": module.url,
             "phase": "AUTHN",
             "priority": priority,
             "failStrategy": options.failure_policy.istio(),
@@ -66,6 +75,9 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
         });
         if !workload.labels.is_empty() {
             spec["selector"] = json!({"matchLabels": workload.labels});
+        }
+        if let Some(sha256) = &module.sha256 {
+            spec["sha256"] = json!(sha256);
         }
         json!({
             "apiVersion": "extensions.istio.io/v1alpha1",
@@ -86,16 +98,19 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "spec": {"configPatches": patches},
         })
     };
-    let body_url = buffer_limit(&file.catalog).map(|_| body_url(options)).transpose()?;
+    let header_module = module_source(&options.image, options.image_digest.as_deref(), "--image-digest")?;
+    let body_module = buffer_limit(&file.catalog)
+        .map(|_| module_source(&body_url(options)?, options.body_image_digest.as_deref(), "--body-image-digest"))
+        .transpose()?;
     let mut resources = Vec::new();
     for workload in workloads(&file.catalog, &options.selector)? {
         let name = |plugin_name: &str| match &workload.caller {
             Some((_, _, label)) => format!("{plugin_name}-{label}"),
             None => plugin_name.to_owned(),
         };
-        resources.push(plugin(&name("meshver"), "meshver", &options.image, HEADER_PRIORITY, &workload));
-        if let Some(url) = &body_url {
-            resources.push(plugin(&name(BODY_ROOT_ID), BODY_ROOT_ID, url, BODY_PRIORITY, &workload));
+        resources.push(plugin(&name("meshver"), "meshver", &header_module, HEADER_PRIORITY, &workload));
+        if let Some(module) = &body_module {
+            resources.push(plugin(&name(BODY_ROOT_ID), BODY_ROOT_ID, module, BODY_PRIORITY, &workload));
         }
     }
     if let Some(limit) = buffer_limit(&file.catalog) {
@@ -385,7 +400,9 @@ mod tests {
         IstioOptions {
             namespace: None,
             image: image.to_owned(),
+            image_digest: None,
             body_image: body_image.map(str::to_owned),
+            body_image_digest: None,
             selector: Default::default(),
             failure_policy: Default::default(),
         }
