@@ -59,13 +59,13 @@ envoy: $(ENVOY_INSTALLED)
 test:
 	cargo test --workspace
 	cargo test --manifest-path fuzz/Cargo.toml --no-default-features
-	$(MAKE) --no-print-directory build venv envoy h2load tmux prometheus
+	$(MAKE) --no-print-directory build venv envoy h2load tmux prometheus oci-tools docker-registry
 	$(VENV)/bin/python -m pytest tests
 
 # The end-to-end tests against every release in ENVOY_VERSIONS in turn (1.5 to 2.5 minutes each),
 # then one line per release; fails if any release failed.
 test-envoys: SHELL := /bin/bash
-test-envoys: build venv h2load tmux prometheus
+test-envoys: build venv h2load tmux prometheus oci-tools docker-registry
 	@for version in $(ENVOY_VERSIONS); do $(MAKE) -s --no-print-directory envoy ENVOY_VERSION=$$version || exit 1; done
 	@mkdir -p target/test-envoys; failed=0; \
 	for version in $(ENVOY_VERSIONS); do \
@@ -90,6 +90,31 @@ prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && \
 		{ { systemctl disable --now prometheus; service prometheus stop; } >/dev/null 2>&1 || true; }; }
+
+# The modules as the OCI images Istio's WasmPlugin pulls (`url: oci://…`), one image layout a
+# module under target/oci/ (meshver, meshver-body), tagged with the crate's version; prints each
+# image's digest (what `render istio --image-digest` takes) and its module's sha256. Built without
+# a daemon by umoci (tools/oci/README.md); `skopeo copy` pushes them to a registry.
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+.PHONY: oci
+oci: build oci-tools
+	tools/oci/build.sh target/oci $(OCI_TAG) meshver=$(WASM) meshver-body=$(BODY_WASM)
+
+# umoci and skopeo, from Debian: `make oci` builds with the one, tests/test_oci.py pushes and pulls
+# with the other.
+.PHONY: oci-tools
+oci-tools:
+	@command -v umoci >/dev/null && command -v skopeo >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq --no-install-recommends umoci skopeo)
+
+# Debian's docker-registry (the CNCF distribution registry, 2.8 on bookworm): tests/test_oci.py
+# runs its own on loopback. The package's system service (on :5000) is disabled and stopped
+# again right after the install.
+.PHONY: docker-registry
+docker-registry:
+	@command -v docker-registry >/dev/null || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry && \
+		{ { systemctl disable --now docker-registry; service docker-registry stop; } >/dev/null 2>&1 || true; }; }
 
 # On a fresh machine with only rustup: the components and the target it needs come first.
 lint:

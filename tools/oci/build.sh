@@ -4,7 +4,7 @@
 #
 # usage: tools/oci/build.sh OUT TAG NAME=MODULE...
 #   one OCI image layout per module, OUT/NAME, its image tagged TAG; then per image its digest
-#   (what a WasmPlugin's `sha256` holds for an oci:// url) and the module's sha256.
+#   (what a WasmPlugin's `sha256` holds for an oci:// url), the module's sha256, and how to push it.
 set -eu
 
 if [ $# -lt 3 ]; then
@@ -47,4 +47,5 @@ for image in "$@"; do
 	echo "$layout:$tag"
 	echo "  image digest:  $digest"
 	echo "  module sha256: $module_sha256 ($module)"
+	echo "  push:          skopeo copy oci:$layout:$tag docker://REGISTRY/$name:$tag"
 done
