@@ -4,19 +4,56 @@
 //! ([`BadFlag`]); usage errors (unknown flag, missing argument) stay clap's, exit 2.
 
 use crate::fail::Fail;
+use crate::fleet::members::Member;
 use std::convert::Infallible;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The Envoy that `status`, `shift`, `rollback` and `rollout` act on, and its catalog.
+/// The Envoys that `status`, `shift`, `rollback` and `rollout` act on, where their weights are
+/// written, and their catalog.
 #[derive(Debug, clap::Args)]
 pub struct EnvoyFlags {
-    #[arg(long, value_parser = admin_url)]
-    pub admin: String,
+    /// An Envoy's admin, `URL` or `NAME=URL`; repeat it for each Envoy of a fleet.
+    #[arg(long, value_name = "[NAME=]URL", value_parser = admin_member,
+          required_unless_present_any = ["fleet", "runtime_dir"])]
+    pub admin: Vec<Member>,
+    /// A file listing the fleet's admins, one `[NAME=]URL` a line (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
+    /// The fleet's weight source: the runtime folder every Envoy watches (the mesh file's
+    /// weights.runtime_dir). Weights are written there instead of through an admin.
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// How long every admin listed may take to use the weights written.
+    #[arg(long, default_value = "10s", value_parser = duration("--converge-timeout"))]
+    pub converge_timeout: Duration,
     /// The catalog; default: the one in the running filter's config.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+}
+
+impl EnvoyFlags {
+    /// Every admin named by `--admin` and `--fleet`, each once.
+    pub fn members(&self) -> Result<Vec<Member>, Fail> {
+        let mut members = self.admin.clone();
+        if let Some(path) = &self.fleet {
+            members.extend(crate::fleet::members::read_fleet_file(path)?);
+        }
+        crate::fleet::members::unique(members)
+    }
+
+    /// The one admin a command that reads a single Envoy uses.
+    pub fn one_admin(&self) -> Result<String, Fail> {
+        match self.members()?.as_slice() {
+            [one] => Ok(one.url.clone()),
+            [] => Err(Fail::new("this needs an Envoy admin", "give --admin URL")),
+            several => Err(Fail::new(
+                format!("this reads one Envoy, and {} admins were given", several.len()),
+                "give one --admin",
+            )),
+        }
+    }
 }
 
 /// A flag's value that does not parse: what is wrong, and what to write instead.
@@ -113,10 +150,10 @@ pub fn count(flag: &'static str) -> impl Fn(&str) -> Result<u64, BadFlag> + Clon
     }
 }
 
-/// `--admin`: `127.0.0.1:9901` or `http://127.0.0.1:9901/` → `http://127.0.0.1:9901`.
-pub fn admin_url(text: &str) -> Result<String, Infallible> {
-    let url = text.trim_end_matches('/');
-    Ok(if url.contains("://") { url.to_owned() } else { format!("http://{url}") })
+/// `--admin`: `127.0.0.1:9901` or `http://127.0.0.1:9901/` → `http://127.0.0.1:9901`, named by
+/// its `host:port` unless written `NAME=URL`.
+pub fn admin_member(text: &str) -> Result<Member, Infallible> {
+    Ok(Member::parse(text))
 }
 
 /// `--selector`: a label `KEY=VALUE`.
@@ -156,8 +193,8 @@ mod tests {
         assert_eq!(weight("100").unwrap(), 100);
         assert_eq!(weight("25%").unwrap(), 25);
         assert!(weight("101").unwrap_err().to_string().starts_with("weight \"101\""));
-        assert_eq!(admin_url("127.0.0.1:9901/").unwrap(), "http://127.0.0.1:9901");
-        assert_eq!(admin_url("https://envoy:9901").unwrap(), "https://envoy:9901");
+        assert_eq!(admin_member("127.0.0.1:9901/").unwrap().url, "http://127.0.0.1:9901");
+        assert_eq!(admin_member("https://envoy:9901").unwrap().url, "https://envoy:9901");
         assert_eq!(label("app=gateway").unwrap(), ("app".to_owned(), "gateway".to_owned()));
         assert!(label("app").is_err());
     }

@@ -14,6 +14,7 @@ mod compat;
 mod compiled;
 mod fail;
 mod flags;
+mod fleet;
 mod format;
 mod judge;
 mod mesh;

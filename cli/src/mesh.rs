@@ -28,6 +28,19 @@ pub struct Mesh {
     /// Default: none (the config is in the bootstrap).
     #[serde(default)]
     pub live_config: Option<crate::render::live::LiveConfig>,
+    /// Where the weights of a fleet rendered from this file come from. Default: none (each
+    /// Envoy's own admin layer only).
+    #[serde(default)]
+    pub weights: Option<Weights>,
+}
+
+/// The mesh file's `weights`: a runtime folder shared by every Envoy rendered from it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    /// The folder (relative to the mesh file's) whose `current` version each Envoy's `fleet`
+    /// disk layer watches; `shift`, `rollback` and `rollout --runtime-dir` write it.
+    pub runtime_dir: PathBuf,
 }
 
 /// What the proxy does with requests once a filter's VM has failed (trapped) while serving:

@@ -42,8 +42,14 @@ impl AdminError {
 impl Admin {
     /// A client of the admin at `url` (`http://127.0.0.1:9901`, as `--admin` is parsed).
     pub fn new(url: &str) -> Admin {
+        Admin::with_timeout(url, Duration::from_secs(5))
+    }
+
+    /// A client whose every call gives up after `timeout` (a fleet's convergence check must
+    /// not wait on a stalled Envoy past its deadline).
+    pub fn with_timeout(url: &str, timeout: Duration) -> Admin {
         let config = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
+            .timeout_global(Some(timeout))
             // The admin is local infrastructure: never through an HTTP proxy from the environment.
             .proxy(None)
             .build();
@@ -83,6 +89,17 @@ impl Admin {
         Ok(values)
     }
 
+    /// `GET /runtime` as Envoy answers it: the layers' names, and each key's value per layer.
+    pub fn runtime_layers(&self) -> Result<Value, AdminError> {
+        self.get_json("/runtime")
+    }
+
+    /// Removes keys from the admin layer (`POST /runtime_modify?k=`), so that lower layers show.
+    pub fn clear_runtime(&self, keys: &[String]) -> Result<(), AdminError> {
+        let query: Vec<String> = keys.iter().map(|k| format!("{k}=")).collect();
+        self.post_runtime_modify(&query.join("&"))
+    }
+
     /// Everything Envoy was configured with (listeners, filters, routes).
     pub fn config_dump(&self) -> Result<Value, AdminError> {
         self.get_json("/config_dump")
@@ -99,7 +116,11 @@ impl Admin {
     /// Sets runtime keys in one request (`POST /runtime_modify?k=v&…`).
     pub fn set_runtime(&self, values: &[(String, u32)]) -> Result<(), AdminError> {
         let query: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let url = format!("{}/runtime_modify?{}", self.url, query.join("&"));
+        self.post_runtime_modify(&query.join("&"))
+    }
+
+    fn post_runtime_modify(&self, query: &str) -> Result<(), AdminError> {
+        let url = format!("{}/runtime_modify?{query}", self.url);
         let mut answer = self.agent.post(url).send_empty().map_err(|e| AdminError(e.to_string()))?;
         let text = answer.body_mut().read_to_string().unwrap_or_default();
         if text.trim() == "OK" {
@@ -120,8 +141,8 @@ pub fn line_weight_keys(line: &Line, deployments: &[Deployment], weights: &[u32]
     deployments.iter().zip(weights).map(|(d, w)| (runtime_key(line, d), *w)).collect()
 }
 
-/// Tries an admin call up to 5 times, 1s apart (about 5s in all), unless interrupted.
-pub fn retry<T>(interrupted: &AtomicBool, mut call: impl FnMut() -> Result<T, AdminError>) -> Result<T, AdminError> {
+/// Tries a call up to 5 times, 1s apart (about 5s in all), unless interrupted.
+pub fn retry<T, E>(interrupted: &AtomicBool, mut call: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     let mut attempt = 0;
     loop {
         match call() {

@@ -29,14 +29,14 @@ pub struct Connected {
 impl Connected {
     /// Checks that the admin answers (and is Envoy's), then reads it.
     pub fn open(envoy: &EnvoyFlags) -> Outcome<Connected> {
-        let admin = Admin::new(&envoy.admin);
+        let admin = Admin::new(&envoy.one_admin()?);
         admin.ping().map_err(|e| e.fail(&admin))?;
         Connected::finish(admin, envoy)
     }
 
     /// Reads what the admin's Envoy runs (without checking first that it answers).
     pub fn read(envoy: &EnvoyFlags) -> Outcome<Connected> {
-        Connected::finish(Admin::new(&envoy.admin), envoy)
+        Connected::finish(Admin::new(&envoy.one_admin()?), envoy)
     }
 
     /// The services come from `--catalog`, or else from the Envoy.

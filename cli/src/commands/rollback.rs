@@ -1,17 +1,18 @@
 //! `meshver rollback SERVICE [--line MAJOR]`: all of a line's weight back on its stable
-//! deployment, every line in one runtime change.
+//! deployment, every line in one runtime change (to the fleet's runtime folder, or to one
+//! Envoy's admin layer).
 
-use super::Connected;
 use crate::admin::line_weight_keys;
 use crate::catalog::{find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
+use crate::fleet::{not_converged, Fleet};
 use crate::weights;
 use meshver::config::Line;
 
 pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
-    let live = Connected::open(envoy)?;
-    let service = find_service(&live.services, service)?;
+    let fleet = Fleet::open(envoy)?;
+    let service = find_service(&fleet.services, service)?;
     let lines: Vec<&Line> = match major {
         Some(major) => vec![service.line(major).ok_or_else(|| {
             let known: Vec<String> = service.lines.iter().map(|l| l.major.to_string()).collect();
@@ -37,9 +38,15 @@ pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
         println!("{}: no line has more than one deployment; nothing to roll back", service.name);
         return Ok(());
     }
-    live.admin.set_runtime(&values).map_err(|e| e.fail(&live.admin))?;
+    let written = fleet.set(&values).map_err(|e| {
+        Fail::new(format!("cannot write to {} ({e})", fleet.describe()), "nothing was changed; check it and try again")
+    })?;
     for line in done {
         println!("rolled back {line}");
+    }
+    let lagging = fleet.lagging(&written);
+    if !lagging.is_empty() {
+        return Err(not_converged(&lagging, &fleet));
     }
     Ok(())
 }

@@ -1,29 +1,40 @@
 //! `meshver shift SERVICE --to VERSION --weight N`: one deployment's share of its line, the
-//! rest shared among the others in proportion to their live weights, in one runtime change.
+//! rest shared among the others in proportion to their live weights, in one runtime change:
+//! to the fleet's runtime folder (`--runtime-dir`), or to one Envoy's admin layer.
 
-use super::Connected;
+use crate::admin::line_weight_keys;
 use crate::catalog::{find_deployment, find_service};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
+use crate::fleet::{not_converged, Fleet};
 use crate::weights;
 use meshver::config::Deployment;
 
 pub fn run(service: &str, to: &str, weight: u32, force: bool, envoy: &EnvoyFlags) -> Outcome {
-    let live = Connected::open(envoy)?;
-    let service = find_service(&live.services, service)?;
+    let fleet = Fleet::open(envoy)?;
+    let service = find_service(&fleet.services, service)?;
     let (line, index) = find_deployment(service, to)?;
     let deployments = service.line_deployments(line);
     if let Some(target) = deployments.get(index).filter(|_| weight > 0) {
         crate::compat::refuse_breaking(service, target, force)?;
     }
-    let next = weights::shift(&live.snapshot.line_weight_values(service, line), index, weight);
-    live.admin.set_line_weights(line, deployments, &next).map_err(|e| e.fail(&live.admin))?;
+    let next = weights::shift(&fleet.snapshot.line_weight_values(service, line), index, weight);
+    let written = fleet.set(&line_weight_keys(line, deployments, &next)).map_err(|e| {
+        crate::fail::Fail::new(
+            format!("cannot write to {} ({e})", fleet.describe()),
+            "nothing was changed; check it and try again",
+        )
+    })?;
     println!("{} {}: {}", service.name, line.route, describe(deployments, &next));
+    let lagging = fleet.lagging(&written);
+    if !lagging.is_empty() {
+        return Err(not_converged(&lagging, &fleet));
+    }
     Ok(())
 }
 
 /// `2.1.0 25%, 2.0.3 75%`: newest first.
-fn describe(deployments: &[Deployment], weights: &[u32]) -> String {
+pub fn describe(deployments: &[Deployment], weights: &[u32]) -> String {
     let parts: Vec<String> =
         deployments.iter().zip(weights).rev().map(|(d, w)| format!("{} {w}%", d.version)).collect();
     parts.join(", ")

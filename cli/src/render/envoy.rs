@@ -130,13 +130,26 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         // The filter's labels, encoded in its counters' names, become Prometheus labels; each
         // deployment's cluster is named whole.
         "stats_config": {"stats_tags": stats_tags(&cluster_names)},
-        // The admin layer is what lets POST /runtime_modify shift weights live.
-        "layered_runtime": {"layers": [
-            {"name": "static", "static_layer": {}},
-            {"name": "admin", "admin_layer": {}},
-        ]},
+        "layered_runtime": runtime_layers(&file)?,
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }))
+}
+
+/// The runtime: a static layer; with the mesh file's `weights`, the fleet's runtime folder (a
+/// disk layer named `fleet` on its `current` symlink, created here with an empty first version
+/// if missing); and the admin layer, last, which is what lets `POST /runtime_modify` act on one
+/// Envoy. The admin layer is above the folder: a value set there hides the folder's until it is
+/// removed, which `shift`, `rollback` and `rollout` do on the admins they are given.
+fn runtime_layers(file: &MeshFile) -> Outcome<Value> {
+    let mut layers = vec![json!({"name": "static", "static_layer": {}})];
+    if let Some(weights) = &file.mesh.weights {
+        let folder = crate::fleet::runtime_dir::RuntimeDir::create(&file.resolve(&weights.runtime_dir))?;
+        layers.push(json!({"name": crate::fleet::converge::FLEET_LAYER, "disk_layer": {
+            "symlink_root": folder.current().display().to_string(),
+        }}));
+    }
+    layers.push(json!({"name": "admin", "admin_layer": {}}));
+    Ok(json!({"layers": layers}))
 }
 
 /// Envoy tag specifiers (`stats_config.stats_tags`) that turn the labels the filter encodes in its

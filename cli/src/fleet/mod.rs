@@ -1,0 +1,164 @@
+//! Weights for a fleet of Envoys: where `shift`, `rollback` and `rollout` write runtime keys,
+//! and whether every Envoy uses what was written.
+//!
+//! A fleet shares one runtime folder ([`runtime_dir`]) that each Envoy's `fleet` disk layer
+//! watches; the commands write whole versions of it and read its admins only to check that
+//! each one loaded it ([`converge`]). Without a folder, a single Envoy is acted on through its
+//! admin layer, as before (a demo, or one proxy).
+
+pub mod converge;
+pub mod members;
+pub mod runtime_dir;
+
+use crate::admin::snapshot::Snapshot;
+use crate::admin::{Admin, AdminError};
+use crate::catalog::load_file;
+use crate::fail::{Fail, Outcome};
+use crate::flags::EnvoyFlags;
+use converge::{Report, State, Written};
+use members::Member;
+use meshver::config::Service;
+use runtime_dir::RuntimeDir;
+use std::time::Duration;
+
+/// Where weights are written.
+pub enum Source {
+    /// One Envoy's admin layer (`POST /runtime_modify`).
+    Admin(Admin),
+    /// The runtime folder every Envoy of the fleet watches.
+    Folder(RuntimeDir),
+}
+
+/// Why a write failed: an admin that did not take it, or a folder that could not be written.
+#[derive(Debug)]
+pub struct WriteError(pub String);
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<AdminError> for WriteError {
+    fn from(e: AdminError) -> Self {
+        WriteError(e.0)
+    }
+}
+
+/// The Envoys acted on, where their weights are written, and the services of their catalog.
+pub struct Fleet {
+    pub source: Source,
+    /// The admins to check (every `--admin` and `--fleet` line); with [`Source::Admin`], that one.
+    pub members: Vec<Member>,
+    pub converge_timeout: Duration,
+    pub services: Vec<Service>,
+    /// Live weights as the source holds them: the folder's keys, or the admin's runtime and
+    /// route config.
+    pub snapshot: Snapshot,
+}
+
+impl Fleet {
+    /// Opens the weight source the flags name: `--runtime-dir`, else the one `--admin`. The
+    /// services come from `--catalog`, else from the first admin that answers.
+    pub fn open(flags: &EnvoyFlags) -> Outcome<Fleet> {
+        let members = flags.members()?;
+        let converge_timeout = flags.converge_timeout;
+        let Some(path) = &flags.runtime_dir else {
+            let [member] = members.as_slice() else {
+                return Err(Fail::new(
+                    format!("{} Envoy admins but no shared weight source", members.len()),
+                    "give --runtime-dir DIR (the mesh file's weights.runtime_dir), or one --admin to act on one Envoy",
+                ));
+            };
+            let admin = Admin::new(&member.url);
+            admin.ping().map_err(|e| e.fail(&admin))?;
+            let snapshot = Snapshot::fetch(&admin).map_err(|e| e.fail(&admin))?;
+            let services = snapshot.services(flags.catalog.as_deref(), &admin)?;
+            return Ok(Fleet { source: Source::Admin(admin), members, converge_timeout, services, snapshot });
+        };
+        let folder = RuntimeDir::open(path)?;
+        let services = match &flags.catalog {
+            Some(catalog) => load_file(catalog)?.catalog.services,
+            None => services_from_members(&members)?,
+        };
+        let runtime = folder.read()?.values;
+        let snapshot = Snapshot { discovered: Default::default(), runtime };
+        Ok(Fleet { source: Source::Folder(folder), members, converge_timeout, services, snapshot })
+    }
+
+    /// Where the weights go, for messages: `the runtime folder /srv/…` or `the Envoy admin at …`.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            Source::Admin(admin) => format!("the Envoy admin at {}", admin.url),
+            Source::Folder(folder) => format!("the runtime folder {}", folder.path.display()),
+        }
+    }
+
+    /// The flags that name this weight source again (for the commands a message suggests).
+    pub fn flags(&self) -> String {
+        match &self.source {
+            Source::Admin(admin) => format!("--admin {}", admin.url),
+            Source::Folder(folder) => format!("--runtime-dir {}", folder.path.display()),
+        }
+    }
+
+    /// Sets runtime keys, all at once: one `runtime_modify`, or one new version of the folder.
+    pub fn set(&self, values: &[(String, u32)]) -> Result<Written, WriteError> {
+        let values: Vec<(String, String)> = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        match &self.source {
+            Source::Admin(admin) => {
+                let numbers: Vec<(String, u32)> =
+                    values.iter().map(|(k, v)| (k.clone(), v.parse().unwrap_or(0))).collect();
+                admin.set_runtime(&numbers)?;
+                Ok(Written { values, version: None })
+            }
+            Source::Folder(folder) => {
+                let version = folder.write(&values).map_err(|fail| WriteError(fail.lines.join(" ")))?;
+                Ok(Written { values, version: Some(version.number) })
+            }
+        }
+    }
+
+    /// Waits up to `--converge-timeout` for every member to use what was written, and says
+    /// where each stands. Writing to the folder, an admin layer value over a written key is
+    /// removed from that Envoy (an earlier `shift --admin` of it), so that the folder's shows.
+    pub fn converge(&self, written: &Written) -> Vec<Report> {
+        let clear = matches!(self.source, Source::Folder(_));
+        converge::wait(&self.members, written, self.converge_timeout, clear)
+    }
+
+    /// The Envoys that do not use what was written, as report lines; empty when all do.
+    pub fn lagging(&self, written: &Written) -> Vec<String> {
+        self.converge(written).iter().filter(|r| r.state != State::Converged).map(Report::describe).collect()
+    }
+}
+
+/// The services of the first member whose Envoy answers (the catalogs of its filters).
+fn services_from_members(members: &[Member]) -> Outcome<Vec<Service>> {
+    let mut last = None;
+    for member in members {
+        let admin = Admin::new(&member.url);
+        match Snapshot::fetch(&admin) {
+            Ok(snapshot) => return snapshot.services(None, &admin),
+            Err(e) => last = Some(e.fail(&admin)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Fail::new("no catalog to act on", "give --catalog FILE, or an --admin whose Envoy runs the filter")
+    }))
+}
+
+/// One line for commands that wrote weights and found Envoys not using them by the deadline.
+pub fn not_converged(lagging: &[String], fleet: &Fleet) -> Fail {
+    let mut lines = vec![format!(
+        "meshver: {} of {} Envoys do not use the weights written to {} after {}; \
+         they keep their last weights until they reload it (check with `meshver status {}`)",
+        lagging.len(),
+        fleet.members.len(),
+        fleet.describe(),
+        humantime::format_duration(fleet.converge_timeout),
+        fleet.flags(),
+    )];
+    lines.extend(lagging.iter().map(|l| format!("  {l}")));
+    Fail::report(lines)
+}
