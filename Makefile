@@ -4,6 +4,9 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/meshver.wasm
 # The same build with the body and response callbacks: the body filter (src/filter/body.rs).
 BODY_WASM := target/$(WASM_TARGET)/release/meshver_body.wasm
+# The native host (native/, an Envoy dynamic module for Envoy 1.40): Envoy loads
+# lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH, here this folder, for the module `meshver`.
+NATIVE := target/dynamic-modules/libmeshver.so
 # Cargo's own artifact, which the trim step reads and never changes.
 WASM_BUILT := target/$(WASM_TARGET)/release/deps/meshver.wasm
 VENV := .venv
@@ -33,6 +36,10 @@ build:
 	cargo run --quiet -p meshver-trim-exports -- --out $(WASM) $(WASM_BUILT)
 	cargo run --quiet -p meshver-trim-exports -- --section meshver.body_callbacks --out $(BODY_WASM) $(WASM_BUILT)
 	@wc -c < $(WASM) | awk '{ printf "$(WASM): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
+	@# The native module: the release build with panics that unwind (Cargo.toml's profile.native).
+	cargo build --profile native -p meshver-native
+	@mkdir -p $(dir $(NATIVE)) && cp target/native/libmeshver_native.so $(NATIVE)
+	@wc -c < $(NATIVE) | awk '{ printf "$(NATIVE): %d bytes (%.1f KiB)\n", $$1, $$1 / 1024 }'
 
 # The operator CLI, target/release/meshver (a native binary; none of its crates reach the module).
 cli:

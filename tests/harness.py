@@ -5,6 +5,7 @@ pytest fixtures live in conftest.py.
 """
 
 import atexit
+import contextlib
 import copy
 import http.client
 import itertools
@@ -24,6 +25,17 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 WASM = ROOT / "target/wasm32-wasip1/release/meshver.wasm"
+# The native module (`make build`): Envoy loads lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH,
+# which every Envoy the harness starts gets.
+NATIVE_MODULES = ROOT / "target/dynamic-modules"
+NATIVE_MODULE = NATIVE_MODULES / "libmeshver.so"
+# The host of the header filter in every config render_envoy writes: MESHVER_HOST=wasm (the
+# default) or native (`meshver render envoy --host native`). The behaviour suite runs once on each.
+HOST = os.environ.get("MESHVER_HOST", "wasm")
+if HOST not in ("wasm", "native"):
+    raise RuntimeError(f"MESHVER_HOST={HOST!r}: give wasm or native")
+# What Envoy logs of the native module: its own lines and the ABI check as it loads.
+NATIVE_LOG = "dynamic_modules"
 DEMO_CATALOG = ROOT / "examples/catalog.json"
 SERVICE_PY = ROOT / "examples/services/service.py"
 ROUTE_HEADER = "x-meshver-route"
@@ -171,6 +183,36 @@ def _stop_process(proc, sig=signal.SIGTERM, grace=5):
             proc.wait()
 
 
+class EnvoyStack:
+    """Upstreams (`upstreams`, by route key) and the Envoy in front of them (`envoy`, None until
+    it runs), stopped together by stop() or at the end of `with`. A subclass starts them inside
+    `with self.starting():`, which stops what had started if the rest fails."""
+
+    def __init__(self):
+        self.upstreams = {}
+        self.envoy = None
+
+    @contextlib.contextmanager
+    def starting(self):
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.envoy:
+            self.envoy.stop()
+        for upstream in self.upstreams.values():
+            upstream.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 class Tmux:
     """A tmux server of its own, for programs that need a real terminal: the tests read what is
     on its screen, the canary shows two panes in it. Its socket is `name` in a folder of its
@@ -258,12 +300,14 @@ class Envoy:
 
     cpus: pin it with `taskset -c CPUS` (e.g. "0"; the benchmark does). log_level and
     component_log_level (None: none) are Envoy's --log-level and --component-log-level.
-    expected_critical: text in the [critical][wasm] lines a test causes on purpose (a VM it
-    makes trap), which check_no_wasm_critical lets pass.
+    expected_critical: text in the [critical][wasm] (or, of the native module,
+    [critical][dynamic_modules]) lines a test causes on purpose (a VM it makes trap, a panic),
+    which check_no_wasm_critical lets pass.
     """
 
     def __init__(self, config, concurrency=2, name="envoy", base_id=None, cpus=None,
-                 log_level="info", component_log_level="wasm:debug", expected_critical=None):
+                 log_level="info", component_log_level=f"wasm:debug,{NATIVE_LOG}:debug",
+                 expected_critical=None):
         self.name = name
         self.expected_critical = expected_critical
         self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
@@ -292,7 +336,8 @@ class Envoy:
         # Early failures (bad flags, crashes) go to stdout/stderr, not the log file.
         self._output = open(self.workdir / "envoy.out", "wb")
         # cwd: the shipped demo config names the module relative to the repository root.
-        self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_MODULES)}
+        self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _children.append(self.proc)
         started_envoys.append(self)
         try:
@@ -327,12 +372,23 @@ class Envoy:
         return [line for line in self.log_text().splitlines() if marker in line]
 
     def check_no_wasm_critical(self):
-        """Raise AssertionError if the filter trapped or logged at critical level."""
-        lines = [line for line in self.critical_lines("wasm")
+        """Raise AssertionError if the filter trapped or logged at critical level (the wasm
+        module's VM, or the native module: [critical][dynamic_modules]), or if Envoy loaded the
+        native module but logged no match of its ABI version (a mismatch is only a warning)."""
+        lines = [line for line in self.critical_lines("wasm") + self.critical_lines(NATIVE_LOG)
                  if not (self.expected_critical and self.expected_critical in line)]
         if lines:
-            raise AssertionError(f"{self.name} logged [critical][wasm]:\n" + "\n".join(lines)
+            raise AssertionError(f"{self.name} logged [critical] of the filter:\n" + "\n".join(lines)
                                  + "\n\nlog tail:\n" + self.log_tail(20))
+        log = self.log_text()
+        if "Dynamic module ABI version" in log and not self.native_abi_matched():
+            raise AssertionError(f"{self.name} loaded the native module without an ABI match:\n"
+                                 + "\n".join(line for line in log.splitlines() if "ABI version" in line))
+
+    def native_abi_matched(self):
+        """Whether Envoy logged the native module's ABI version as the one it implements."""
+        return any("Dynamic module ABI version" in line and "matched" in line
+                   for line in self.log_text().splitlines())
 
     def stats(self):
         """Counters and gauges from the admin port, as {name: value}."""
@@ -340,13 +396,19 @@ class Envoy:
         return {s["name"]: s["value"] for s in body["stats"] if "value" in s}
 
     def meshver_counters(self):
-        """The filter's counters, as [(family, {label: value}, count)]: src/metrics.rs encodes
-        each counter's labels in its stat name, `wasmcustom.<family>;<label>=<value>;…`."""
+        """The filter's counters, as [(family, {label: value}, count)], of either host. The wasm
+        host encodes the labels in the stat name (src/metrics.rs),
+        `wasmcustom.<family>;<label>=<value>;…`; the native host's are Envoy tags, which the
+        admin's stat name joins as `dynamicmodulescustom.<family>.<label>.<value>.…` (and
+        `/stats/prometheus` shows both as `<family>{<label>="<value>",…}`)."""
         counters = []
         for name, value in self.stats().items():
             if name.startswith("wasmcustom.meshver_"):
                 family, *pairs = name.removeprefix("wasmcustom.").split(";")
                 counters.append((family, dict(pair.split("=", 1) for pair in pairs), value))
+            elif name.startswith(NATIVE_STAT_PREFIX + "meshver_"):
+                family, _, tagged = name.removeprefix(NATIVE_STAT_PREFIX).partition(".")
+                counters.append((family, native_labels(tagged), value))
         return counters
 
     def meshver_requests(self, service, outcome):
@@ -404,6 +466,27 @@ class Envoy:
         self.stop()
 
 
+# The prefix of the native module's counters in the admin's stat names (Envoy's default metrics
+# namespace for a dynamic module).
+NATIVE_STAT_PREFIX = "dynamicmodulescustom."
+# The filter's label names (src/metrics.rs, Label): the native host's tagged stat names hold each
+# as a dot-separated segment before its value.
+METRIC_LABELS = ("service", "version", "route", "outcome", "caller")
+
+
+def native_labels(tagged):
+    """{label: value} of a native counter's tags as the admin joins them, `service.user.route.
+    user-2.1.0`: a value runs (dots and all) up to the next label name not yet seen."""
+    labels, label = {}, None
+    for segment in tagged.split("."):
+        if segment in METRIC_LABELS and segment not in labels and (label is None or labels[label]):
+            label = segment
+            labels[label] = ""
+        elif label is not None:
+            labels[label] = f"{labels[label]}.{segment}" if labels[label] else segment
+    return labels
+
+
 def meshver_cli():
     """The `meshver` CLI (debug build: quick to compile), built once per run.
 
@@ -451,8 +534,10 @@ def deployment_routes(catalog):
     return [d["route"] for s in compiled_catalog(catalog)["services"] for d in s["deployments"]]
 
 
-def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_policy=None):
+def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_policy=None, host=None):
     """An Envoy bootstrap from `meshver render envoy`, the one generator of mesh config.
+
+    host: the header filter's, "wasm" or "native" (None: MESHVER_HOST's, HOST).
 
     listeners: dicts {name, port, catalog (a dict), forward_to (a port), caller,
     trust_caller_headers, caller_spiffe_ids, tls, forward_tls (as in the mesh file)}; the first
@@ -460,8 +545,11 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
     its upstream on 127.0.0.1. failure_policy: the mesh file's (None: left out, the default).
     """
     wasm_path = Path(wasm_path)
+    host = host or HOST
     if not wasm_path.is_file():
         raise RuntimeError(f"wasm module not found at {wasm_path}; run `make build`")
+    if host == "native" and not NATIVE_MODULE.is_file():
+        raise RuntimeError(f"native module not found at {NATIVE_MODULE}; run `make build`")
     workdir = Path(tempfile.mkdtemp(prefix="meshver-mesh-"))
     try:
         entries = []
@@ -482,7 +570,7 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
         if failure_policy is not None:
             mesh["failure_policy"] = failure_policy
         (workdir / "mesh.json").write_text(json.dumps(mesh))
-        done = subprocess.run([meshver_cli(), "render", "envoy", str(workdir / "mesh.json")],
+        done = subprocess.run([meshver_cli(), "render", "envoy", "--host", host, str(workdir / "mesh.json")],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"meshver render envoy failed:\n{done.stderr}")

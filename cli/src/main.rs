@@ -137,6 +137,10 @@ enum RenderCommand {
         /// Write the wasm path relative to this folder (for configs run from it).
         #[arg(long, value_name = "DIR")]
         wasm_relative_to: Option<PathBuf>,
+        /// The header filter's host: the wasm module, or the native module libmeshver.so (a
+        /// plain Envoy 1.40, the module on ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
+        #[arg(long, value_enum, default_value_t)]
+        host: render::envoy::FilterHost,
     },
     /// Istio WasmPlugins, DestinationRules and VirtualServices (multi-document YAML).
     Istio {
@@ -187,8 +191,8 @@ fn main() {
 fn run(command: Command) -> Outcome {
     match command {
         Command::Check { config, json } => commands::check::run(&config, json),
-        Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to }) => {
-            commands::render::envoy(&mesh, wasm_relative_to, output.as_deref())
+        Command::Render(RenderCommand::Envoy { mesh, output, wasm_relative_to, host }) => {
+            commands::render::envoy(&mesh, wasm_relative_to, host, output.as_deref())
         }
         Command::Render(RenderCommand::Istio {
             catalog,

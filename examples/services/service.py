@@ -57,13 +57,32 @@ class Faults:
         return {"fail_rate": self.fail_rate, "delay_ms": self.delay_ms}
 
 
+class Tally:
+    """Requests received, by kind and method, for GET /__requests: "mirrored" are the copies a
+    proxy sends while shadowing (Envoy appends -shadow to their Host), "served" all others."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.counts = {"served": {}, "mirrored": {}}
+
+    def add(self, host, method):
+        name = host.rpartition(":")[0] or host  # Envoy puts the suffix before any port
+        kind = "mirrored" if name.endswith("-shadow") else "served"
+        with self.lock:
+            self.counts[kind][method] = self.counts[kind].get(method, 0) + 1
+
+    def snapshot(self):
+        with self.lock:
+            return {kind: dict(by_method) for kind, by_method in self.counts.items()}
+
+
 class Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive, so every answer carries Content-Length.
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms.
     disable_nagle_algorithm = True
     # Set on the subclass built in main().
-    service = version = user_url = faults = verbose = None
+    service = version = user_url = faults = tally = verbose = None
 
     def log_message(self, fmt, *args):
         if self.verbose:
@@ -102,7 +121,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(200, {"ok": True, **self.faults.update(query)})
             except ValueError as err:
                 return self.reply(400, {"ok": False, "error": str(err)})
+        if path == "/__requests" and self.command == "GET":
+            return self.reply(200, self.tally.snapshot())
 
+        self.tally.add(self.headers.get("Host") or "", self.command)
         settings = self.faults.snapshot()
         if settings["delay_ms"]:
             time.sleep(settings["delay_ms"] / 1000)
@@ -221,6 +243,7 @@ def main(argv=None):
         "version": args.version,
         "user_url": args.user_url,
         "faults": Faults(args.fail_rate, args.delay_ms),
+        "tally": Tally(),
         "verbose": args.verbose,
     })
     # A longer accept backlog than the default 5, for load and canary tests.

@@ -20,8 +20,28 @@ pub enum WasmPath {
     RelativeTo(PathBuf),
 }
 
-/// Renders the bootstrap of a mesh file.
+/// Which host runs the header filter (`render envoy --host`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilterHost {
+    /// The wasm module in Envoy's V8 (any Envoy with wasm, and Istio).
+    #[default]
+    Wasm,
+    /// The native dynamic module `libmeshver.so`, found on Envoy's
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`; built for one Envoy minor release (1.40). A catalog's
+    /// body filter stays the wasm module.
+    Native,
+}
+
+/// The name of the native module: Envoy loads `lib<name>.so`.
+pub const NATIVE_MODULE: &str = "meshver";
+
+/// Renders the bootstrap of a mesh file, with the wasm header filter.
 pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
+    render_on(mesh_path, wasm_path, FilterHost::Wasm)
+}
+
+/// Renders the bootstrap of a mesh file, with the header filter on `host`.
+pub fn render_on(mesh_path: &Path, wasm_path: &WasmPath, filter_host: FilterHost) -> Outcome<Value> {
     let file = MeshFile::load(mesh_path)?;
     let mesh = &file.mesh;
     let wasm = file.resolve(&mesh.wasm);
@@ -106,7 +126,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
                 "request_headers_to_remove": strip,
                 "routes": routes,
             }]},
-            "http_filters": http_filters(&listener.name, &wasm, listener_limit.map(|_| body_wasm.as_path()), &catalog.text, mesh.failure_policy),
+            "http_filters": http_filters(&listener.name, (filter_host, &wasm), listener_limit.map(|_| body_wasm.as_path()), &catalog.text, mesh.failure_policy),
             "access_log": [access_log],
         });
         let mut rendered = json!({
@@ -130,7 +150,7 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
         // The filter's labels, encoded in its counters' names, become Prometheus labels; each
         // deployment's cluster is named whole.
         "stats_config": {"stats_tags": stats_tags(&cluster_names)},
-        "layered_runtime": runtime_layers(&file)?,
+        "layered_runtime": runtime_layers(&file, filter_host)?,
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }))
 }
@@ -140,8 +160,8 @@ pub fn render(mesh_path: &Path, wasm_path: &WasmPath) -> Outcome<Value> {
 /// if missing); and the admin layer, last, which is what lets `POST /runtime_modify` act on one
 /// Envoy. The admin layer is above the folder: a value set there hides the folder's until it is
 /// removed, which `shift`, `rollback` and `rollout` do on the admins they are given.
-fn runtime_layers(file: &MeshFile) -> Outcome<Value> {
-    let mut layers = vec![json!({"name": "static", "static_layer": {}})];
+fn runtime_layers(file: &MeshFile, filter_host: FilterHost) -> Outcome<Value> {
+    let mut layers = vec![json!({"name": "static", "static_layer": static_runtime(filter_host)})];
     if let Some(weights) = &file.mesh.weights {
         let folder = crate::fleet::runtime_dir::RuntimeDir::create(&file.resolve(&weights.runtime_dir))?;
         layers.push(json!({"name": crate::fleet::converge::FLEET_LAYER, "disk_layer": {
@@ -150,6 +170,16 @@ fn runtime_layers(file: &MeshFile) -> Outcome<Value> {
     }
     layers.push(json!({"name": "admin", "admin_layer": {}}));
     Ok(json!({"layers": layers}))
+}
+
+/// The runtime's static layer. For the native host: Envoy 1.40 shows a dynamic module's
+/// counters in `/stats/prometheus` as `envoy_dynamicmodulescustom_<name>` unless this flag is
+/// set; with it, as the wasm host's are shown, `meshver_requests_total{…}`.
+fn static_runtime(filter_host: FilterHost) -> Value {
+    match filter_host {
+        FilterHost::Wasm => json!({}),
+        FilterHost::Native => json!({"envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}),
+    }
 }
 
 /// Envoy tag specifiers (`stats_config.stats_tags`) that turn the labels the filter encodes in its
@@ -284,12 +314,16 @@ fn client_headers_removed(catalog: &meshver::config::Catalog) -> Value {
 /// behind its mark ([`marked_only`]); then the router.
 fn http_filters(
     listener: &str,
-    wasm: &Path,
+    (host, wasm): (FilterHost, &Path),
     body_wasm: Option<&Path>,
     catalog: &[u8],
     failure: FailurePolicy,
 ) -> Value {
-    let mut filters = vec![wasm_filter(listener, "meshver", wasm, catalog, failure)];
+    let header_filter = match host {
+        FilterHost::Wasm => wasm_filter(listener, "meshver", wasm, catalog, failure),
+        FilterHost::Native => native_filter(catalog),
+    };
+    let mut filters = vec![header_filter];
     if let Some(body_wasm) = body_wasm {
         filters.push(marked_only(wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog, failure)));
     }
@@ -321,6 +355,25 @@ fn marked_only(body_filter: Value) -> Value {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
                     "typed_config": body_filter}}},
             }]}},
+        },
+    })
+}
+
+/// The header filter as Envoy's dynamic module filter: the same catalog JSON, no VM (and so no
+/// failure policy: the module has no VM to fail; a panic is answered 500 where it happens).
+fn native_filter(catalog: &[u8]) -> Value {
+    json!({
+        "name": "meshver",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            // do_not_close: Envoy never unloads the library (a Rust library's thread-local
+            // destructors must outlive every worker thread).
+            "dynamic_module_config": {"name": NATIVE_MODULE, "do_not_close": true},
+            "filter_name": "meshver",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": compact_json(catalog),
+            },
         },
     })
 }

@@ -3,6 +3,9 @@
 //! breach or on Ctrl-C.
 
 mod progress;
+mod shadow;
+
+pub use shadow::Shadow;
 
 use super::Connected;
 use crate::admin::{retry, AdminError};
@@ -29,6 +32,8 @@ pub struct RolloutArgs<'a> {
     pub limits: Limits,
     /// Roll out even a deployment whose contract refuses bodies its line accepted.
     pub force: bool,
+    /// A shadow step before the first real one (`--shadow`).
+    pub shadow: Option<Shadow>,
     pub envoy: &'a EnvoyFlags,
 }
 
@@ -53,13 +58,19 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         ));
     }
 
+    let mut current = live.snapshot.line_weight_values(service, line);
+    let shadow_target =
+        shadow::ShadowTarget { service, line, target, live_weight: current.get(index).copied().unwrap_or(0) };
+    if let Some(shadow) = &args.shadow {
+        shadow::check(shadow, &shadow_target, &live.admin)?;
+    }
+
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
 
     let admin = &live.admin;
-    let mut current = live.snapshot.line_weight_values(service, line);
     let mut last_set: Option<u32> = None;
     let lost = |e: &AdminError, last_set: Option<u32>| {
         let state = match last_set {
@@ -90,6 +101,9 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         percent(limits.max_error_rate),
         limits.max_p99_ms.map_or(String::new(), |p| format!(", max p99 {}", millis(p))),
     );
+    if let Some(shadow) = &args.shadow {
+        shadow::run(shadow, &shadow_target, admin, args.interval, limits, &interrupted)?;
+    }
     for (n, step) in args.steps.percents.iter().enumerate() {
         let next = weights::shift(&current, index, *step);
         retry(&interrupted, || admin.set_line_weights(line, deployments, &next)).map_err(|e| lost(&e, last_set))?;

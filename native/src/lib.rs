@@ -1,0 +1,304 @@
+//! meshver as a native Envoy dynamic module: the request path of the wasm filter
+//! ([`meshver::filter::on_request_headers`]) behind the dynamic-modules ABI instead of
+//! proxy-wasm, with no VM between Envoy and the decision.
+//!
+//! Envoy loads `libmeshver.so` (`make build` writes it to `target/dynamic-modules/`) from
+//! `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` for a `DynamicModuleFilter` whose module is named
+//! `meshver` (`meshver render envoy --host native`), and hands it the same catalog JSON the wasm
+//! filter gets. A module runs inside Envoy with no sandbox: every hook below catches a panic
+//! before it can reach Envoy (a request it happened in is answered 500), and nothing either side
+//! allocates is freed by the other.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+// The hooks take Envoy's pointers and hand them back to Envoy's callbacks: that is the ABI, and
+// the hooks are only ever called by Envoy.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+mod abi;
+mod config;
+mod host;
+
+use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, LogLevel, ModuleBuffer};
+use config::{Counters, NativeConfig};
+use host::NativeHost;
+use meshver::filter::{on_request_headers, Verdict};
+use meshver::problem::Answer;
+use std::ffi::c_void;
+use std::os::raw::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Logs a line under Envoy's `dynamic_modules` component, formatting it only if Envoy would
+/// show it.
+pub(crate) fn log(level: LogLevel, message: std::fmt::Arguments<'_>) {
+    // SAFETY: plain value in, plain value out.
+    if !unsafe { abi::envoy_dynamic_module_callback_log_enabled(level) } {
+        return;
+    }
+    let text = message.to_string();
+    // SAFETY: `text` is live for the call; Envoy only reads it.
+    unsafe { abi::envoy_dynamic_module_callback_log(level, ModuleBuffer::of(text.as_bytes())) };
+}
+
+/// Runs a hook's body; a panic in it is logged at critical level and becomes `fallback`.
+fn guarded<T>(hook: &str, fallback: impl FnOnce() -> T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            log(LogLevel::Critical, format_args!("meshver: panicked in {hook}: {what}"));
+            // The fallback must not panic in turn: a second panic would cross into Envoy.
+            catch_unwind(AssertUnwindSafe(fallback)).unwrap_or_else(|_| std::process::abort())
+        }
+    }
+}
+
+// Envoy may call a configuration's hooks on any worker: the catalog is read-only and shared.
+const _: () = {
+    const fn shared_across_workers<T: Sync + Send>() {}
+    shared_across_workers::<NativeConfig>();
+};
+
+/// Called once as Envoy loads the module: the ABI version it was built against, which Envoy
+/// logs as matched (or as deprecated, when the binary's differs).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    // The default hook would print a panic to Envoy's stderr as well; `guarded` logs it.
+    std::panic::set_hook(Box::new(|_| {}));
+    abi::ABI_VERSION.as_ptr().cast()
+}
+
+/// A filter configuration: the catalog JSON, loaded as the wasm filter loads it. A refused
+/// catalog is logged with each error's JSON path and answered with null, which makes Envoy
+/// refuse the configuration.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    config_envoy: ConfigEnvoyPtr,
+    _name: EnvoyBuffer,
+    config: EnvoyBuffer,
+) -> *const c_void {
+    guarded("on_http_filter_config_new", std::ptr::null, || {
+        // SAFETY: Envoy's config bytes are live for this hook; `load` copies what it keeps.
+        let raw = unsafe { config.bytes() };
+        match meshver::config::load(raw) {
+            Ok(catalog) => {
+                log(
+                    LogLevel::Info,
+                    format_args!("meshver: loaded {} service(s) as the header filter", catalog.services.len()),
+                );
+                let counters = Counters::define(config_envoy);
+                Box::into_raw(Box::new(NativeConfig { catalog, counters })).cast_const().cast()
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    log(LogLevel::Error, format_args!("meshver: failed to load plugin config: {error}"));
+                }
+                std::ptr::null()
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *const c_void) {
+    guarded(
+        "on_http_filter_config_destroy",
+        || (),
+        || {
+            if !config.is_null() {
+                // SAFETY: made by `Box::into_raw` in config_new; Envoy destroys each config once,
+                // after every filter made from it.
+                drop(unsafe { Box::from_raw(config.cast_mut().cast::<NativeConfig>()) });
+            }
+        },
+    );
+}
+
+/// A stream's filter. It holds no state of its own, so the configuration itself stands for it:
+/// no allocation per request.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: *const c_void,
+    _filter: FilterEnvoyPtr,
+) -> *const c_void {
+    config
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter: FilterEnvoyPtr,
+    config: *const c_void,
+    _end_of_stream: bool,
+) -> i32 {
+    let answered = || {
+        host::send(filter, &internal_error());
+        abi::STOP_ITERATION
+    };
+    guarded("on_http_filter_request_headers", answered, || {
+        // SAFETY: the pointer `filter_new` returned: a live configuration (see config_destroy).
+        let Some(config) = (unsafe { config.cast::<NativeConfig>().as_ref() }) else { return abi::CONTINUE };
+        let mut host = NativeHost { filter, config, headers_changed: false };
+        match on_request_headers(&mut host, &config.catalog) {
+            Verdict::Continue => {
+                if host.headers_changed {
+                    // SAFETY: the live stream.
+                    unsafe { abi::envoy_dynamic_module_callback_http_clear_route_cache(filter) };
+                }
+                abi::CONTINUE
+            }
+            Verdict::Answered => abi::STOP_ITERATION,
+        }
+    })
+}
+
+/// What a request whose handling panicked is answered: a plain 500, as a wasm filter's trap
+/// leaves its request (Envoy answers those 503).
+fn internal_error() -> Answer {
+    Answer {
+        status: 500,
+        headers: vec![("content-type", "text/plain".to_owned())],
+        body: b"meshver: internal error\n".to_vec(),
+        grpc_status: None,
+        details: "meshver_internal_error".to_owned(),
+    }
+}
+
+// The hooks below are ones Envoy requires a module to export; the header filter needs none of
+// them: each lets the stream go on untouched.
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _: bool,
+) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_: FilterEnvoyPtr, _: *const c_void) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _: bool,
+) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _: bool,
+) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_: FilterEnvoyPtr, _: *const c_void) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _response_code: u32,
+    _details: EnvoyBuffer,
+    _reset_imminent: bool,
+) -> i32 {
+    abi::CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_: FilterEnvoyPtr, _: *const c_void) {}
+
+/// Nothing to free: the filter is its configuration (see `filter_new`).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(_: *const c_void) {}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _callout_id: u64,
+    _result: i32,
+    _headers: *const c_void,
+    _headers_size: usize,
+    _body_chunks: *const c_void,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _stream_id: u64,
+    _headers: *const c_void,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _stream_id: u64,
+    _data: *const c_void,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _stream_id: u64,
+    _trailers: *const c_void,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+    _stream_id: u64,
+    _reason: i32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(_: FilterEnvoyPtr, _: *const c_void, _event_id: u64) {}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _: FilterEnvoyPtr,
+    _: *const c_void,
+) {
+}
