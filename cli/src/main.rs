@@ -122,6 +122,13 @@ enum Command {
         /// Send traffic even to a deployment whose contract refuses bodies its line accepted.
         #[arg(long)]
         force: bool,
+        /// Before the first step, mirror this share of the line's GET, HEAD and OPTIONS requests
+        /// to the new deployment for one --interval, and stop there if it fails.
+        #[arg(long, value_name = "PERCENT", value_parser = flags::weight)]
+        shadow: Option<u32>,
+        /// With --shadow, mirror every method (a mirrored POST, PUT or DELETE is done twice).
+        #[arg(long, requires = "shadow")]
+        shadow_all_methods: bool,
         #[command(flatten)]
         envoy: EnvoyFlags,
     },
@@ -226,20 +233,31 @@ fn run(command: Command) -> Outcome {
             commands::shift::run(&service, &to, weight, force, &envoy)
         }
         Command::Rollback { service, line, envoy } => commands::rollback::run(&service, line, &envoy),
-        Command::Rollout { service, to, steps, interval, max_error_rate, max_p99, min_requests, force, envoy } => {
-            commands::rollout::run(&RolloutArgs {
-                service: &service,
-                to: &to,
-                steps: &steps,
-                interval,
-                limits: judge::Limits {
-                    max_error_rate,
-                    max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
-                    min_requests,
-                },
-                force,
-                envoy: &envoy,
-            })
-        }
+        Command::Rollout {
+            service,
+            to,
+            steps,
+            interval,
+            max_error_rate,
+            max_p99,
+            min_requests,
+            force,
+            shadow,
+            shadow_all_methods,
+            envoy,
+        } => commands::rollout::run(&RolloutArgs {
+            service: &service,
+            to: &to,
+            steps: &steps,
+            interval,
+            limits: judge::Limits {
+                max_error_rate,
+                max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
+                min_requests,
+            },
+            force,
+            shadow: shadow.map(|percent| commands::rollout::Shadow { percent, all_methods: shadow_all_methods }),
+            envoy: &envoy,
+        }),
     }
 }

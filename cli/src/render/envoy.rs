@@ -1,11 +1,11 @@
 //! `meshver render envoy`: a complete Envoy v3 bootstrap from a mesh file.
 
 use super::{buffer_limit, compact_json, BODY_WASM_FILE, STICKY_HEADER};
-use crate::catalog::{configured_weights, load_file_with, runtime_prefix};
+use crate::catalog::{configured_weights, load_file_with, runtime_prefix, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::mesh::{socket_address, FailurePolicy, ForwardTls, ListenerTls, MeshFile};
 use meshver::caller::{CALLER_HEADER, REQUIRES_HEADER};
-use meshver::config::Deployment;
+use meshver::config::{Deployment, Line, Service};
 use meshver::filter::body::{BODY_HEADER, BODY_ROOT_ID};
 use meshver::metrics;
 use serde_json::{json, Value};
@@ -106,6 +106,9 @@ pub fn render_on(mesh_path: &Path, wasm_path: &WasmPath, filter_host: FilterHost
                         })?;
                         let (h, p) = socket_address(endpoint, &format!("endpoint {:?}", deployment.route))?;
                         add_cluster(&mut clusters, &mut cluster_names, &deployment.route, &h, p)?;
+                        if shadow_candidates(service).any(|(_, d)| d.route == deployment.route) {
+                            add_cluster(&mut clusters, &mut cluster_names, &shadow_cluster(deployment), &h, p)?;
+                        }
                     }
                 }
                 routes(&catalog.catalog)
@@ -449,6 +452,21 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
                 },
                 "timeout": "5s",
             });
+            let shadowed: Vec<&Deployment> =
+                shadow_candidates(service).filter(|(l, _)| l.route == line.route).map(|(_, d)| d).collect();
+            if !shadowed.is_empty() {
+                // Read-only requests first, on a route of their own: only those are mirrored
+                // unless a rollout asks for every method (the other route's keys).
+                let mut safe = route.clone();
+                if let Some(headers) = safe["match"]["headers"].as_array_mut() {
+                    headers.push(
+                        json!({"name": ":method", "string_match": {"safe_regex": {"regex": SAFE_METHODS_REGEX}}}),
+                    );
+                }
+                safe["route"]["request_mirror_policies"] = mirror_policies(line, &shadowed, MirroredMethods::Safe);
+                route["route"]["request_mirror_policies"] = mirror_policies(line, &shadowed, MirroredMethods::Unsafe);
+                routes.push(safe);
+            }
             routes.push(route);
         }
     }
@@ -460,6 +478,70 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
         "response_headers_to_add": [{"header": {"key": "content-type", "value": "application/json"}}],
     }));
     routes
+}
+
+/// The methods a shadow step mirrors by default: the safe (read-only) ones. A mirrored POST,
+/// PUT, PATCH or DELETE would be done twice, once by the stable deployment and once by the
+/// candidate, against whatever state they share.
+const SAFE_METHODS_REGEX: &str = "^(GET|HEAD|OPTIONS)$";
+
+/// Which of a line's requests a mirror policy copies: the safe methods (on a route of their own),
+/// or the unsafe ones (on the line's own route, which every other request reaches).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MirroredMethods {
+    Safe,
+    Unsafe,
+}
+
+impl MirroredMethods {
+    /// The runtime key prefix of the share mirrored: `shadow` for safe methods, `shadow_unsafe`
+    /// for the others.
+    fn runtime_root(self) -> &'static str {
+        match self {
+            MirroredMethods::Safe => "shadow",
+            MirroredMethods::Unsafe => "shadow_unsafe",
+        }
+    }
+}
+
+/// The deployments a shadow step can mirror to, with their lines: every deployment of a line of
+/// several but its stable one (the one a rollout starts from).
+pub fn shadow_candidates(service: &Service) -> impl Iterator<Item = (&Line, &Deployment)> {
+    service.lines.iter().filter(|line| line.size > 1).flat_map(move |line| {
+        let deployments = service.line_deployments(line);
+        let stable = stable_index(deployments);
+        deployments.iter().enumerate().filter(move |(i, _)| *i != stable).map(move |(_, d)| (line, d))
+    })
+}
+
+/// The cluster mirrored requests go to: the deployment's endpoints under a name of its own, so that
+/// Envoy counts the shadow's requests, 5xx and latency apart from any real request (a request
+/// pinned to a version only the candidate serves reaches its own cluster whatever the weights).
+pub fn shadow_cluster(deployment: &Deployment) -> String {
+    format!("{}-shadow", deployment.route)
+}
+
+/// The runtime key of the share (0–100) of a line's requests mirrored to a deployment:
+/// `shadow.user-v2.user-2.1.0` (GET, HEAD, OPTIONS), `shadow_unsafe.user-v2.user-2.1.0` (the others).
+pub fn shadow_key(line: &Line, deployment: &Deployment, methods: MirroredMethods) -> String {
+    format!("{}.{}.{}", methods.runtime_root(), line.route, deployment.route)
+}
+
+/// One mirror policy per shadow candidate, each off (0%) until its runtime key says otherwise.
+fn mirror_policies(line: &Line, deployments: &[&Deployment], methods: MirroredMethods) -> Value {
+    let policies: Vec<Value> = deployments
+        .iter()
+        .map(|d| {
+            json!({
+                "cluster": shadow_cluster(d),
+                "runtime_fraction": {
+                    "default_value": {"numerator": 0, "denominator": "HUNDRED"},
+                    "runtime_key": shadow_key(line, d, methods),
+                },
+            })
+        })
+        .collect();
+    Value::Array(policies)
 }
 
 /// The metadata namespace of the rendered routes (`%METADATA(ROUTE:meshver:service)%`).
@@ -556,7 +638,8 @@ mod tests {
         .unwrap();
         let routes = routes(&catalog);
         let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["s-2.0.0", "s-2.1.0", "s-v2", "none"]);
+        // The line's read-only requests have a route of their own (its mirror policies).
+        assert_eq!(names, ["s-2.0.0", "s-2.1.0", "s-v2", "s-v2", "none"]);
         assert_eq!(routes[2]["metadata"]["filter_metadata"]["meshver"]["service"], "s");
         let format = |sidecar| {
             access_log("edge", &catalog, sidecar)["typed_config"]["log_format"]["text_format_source"]["inline_string"]
@@ -574,6 +657,49 @@ mod tests {
             assert!(edge.contains(field), "{field} not in {edge}");
         }
         assert!(format(true).contains("route=%REQ(x-meshver-route)%"));
+    }
+
+    #[test]
+    fn each_line_mirrors_to_its_candidates_off_by_default() {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
+            {"version":"1.0.0"},{"version":"2.0.0","weight":80},{"version":"2.1.0","weight":0},{"version":"2.2.0","weight":20}]}]}"#,
+        )
+        .unwrap();
+        let routes = routes(&catalog);
+        let line: Vec<&Value> = routes.iter().filter(|r| r["name"] == "s-v2").collect();
+        assert_eq!(line.len(), 2);
+        let (safe, unsafe_methods) = (line[0], line[1]);
+        assert_eq!(safe["match"]["headers"][1]["name"], ":method");
+        assert_eq!(safe["match"]["headers"][1]["string_match"]["safe_regex"]["regex"], "^(GET|HEAD|OPTIONS)$");
+        assert_eq!(unsafe_methods["match"]["headers"].as_array().unwrap().len(), 1);
+        assert_eq!(safe["route"]["weighted_clusters"], unsafe_methods["route"]["weighted_clusters"]);
+        let mirrors = |route: &Value| -> Vec<(String, String, u64)> {
+            route["route"]["request_mirror_policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let fraction = &m["runtime_fraction"];
+                    assert_eq!(fraction["default_value"]["denominator"], "HUNDRED");
+                    (
+                        m["cluster"].as_str().unwrap().to_owned(),
+                        fraction["runtime_key"].as_str().unwrap().to_owned(),
+                        fraction["default_value"]["numerator"].as_u64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        // Every deployment of the line but the stable 2.0.0, at 0% until the runtime says otherwise.
+        let expected = |root: &str| {
+            ["s-2.1.0", "s-2.2.0"].map(|d| (format!("{d}-shadow"), format!("{root}.s-v2.{d}"), 0)).to_vec()
+        };
+        assert_eq!(mirrors(safe), expected("shadow"));
+        assert_eq!(mirrors(unsafe_methods), expected("shadow_unsafe"));
+        // A line of one has nothing to mirror to.
+        let v1: Vec<&Value> = routes.iter().filter(|r| r["name"] == "s-v1").collect();
+        assert_eq!(v1.len(), 1);
+        assert!(v1[0]["route"].get("request_mirror_policies").is_none());
     }
 
     #[test]
