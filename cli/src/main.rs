@@ -18,6 +18,7 @@ mod fleet;
 mod format;
 mod judge;
 mod mesh;
+mod prometheus;
 mod render;
 mod stats;
 mod weights;
@@ -116,9 +117,21 @@ enum Command {
         max_error_rate: f64,
         #[arg(long, value_parser = flags::duration("--max-p99"))]
         max_p99: Option<Duration>,
-        /// Fewer requests to the new deployment in an interval fail the step.
-        #[arg(long, default_value_t = 0)]
-        min_requests: u64,
+        /// Fewer requests to the new deployment in an interval cannot be judged: through an
+        /// admin the step fails; with --prometheus it waits up to 3 more intervals for them, then
+        /// rolls back. Default 0, or 20 with --prometheus.
+        #[arg(long, value_name = "N")]
+        min_requests: Option<u64>,
+        /// Judge each step from this Prometheus server's PromQL over every sidecar it scrapes.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
+        /// Label matchers added to every --prometheus query, e.g. job="mesh".
+        #[arg(long, value_name = "MATCHERS", default_value = "", requires = "prometheus")]
+        prometheus_selector: String,
+        /// Print the weights of each step, where they go and how each step is judged (the
+        /// PromQL with --prometheus), and change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Send traffic even to a deployment whose contract refuses bodies its line accepted.
         #[arg(long)]
         force: bool,
@@ -244,6 +257,9 @@ fn run(command: Command) -> Outcome {
             force,
             shadow,
             shadow_all_methods,
+            prometheus,
+            prometheus_selector,
+            dry_run,
             envoy,
         } => commands::rollout::run(&RolloutArgs {
             service: &service,
@@ -253,10 +269,13 @@ fn run(command: Command) -> Outcome {
             limits: judge::Limits {
                 max_error_rate,
                 max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
-                min_requests,
+                min_requests: min_requests.unwrap_or(if prometheus.is_some() { 20 } else { 0 }),
             },
             force,
             shadow: shadow.map(|percent| commands::rollout::Shadow { percent, all_methods: shadow_all_methods }),
+            prometheus,
+            prometheus_selector,
+            dry_run,
             envoy: &envoy,
         }),
     }

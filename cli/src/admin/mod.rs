@@ -129,11 +129,6 @@ impl Admin {
             Err(AdminError(format!("POST /runtime_modify answered {:?}", text.trim())))
         }
     }
-
-    /// Puts `weights` on a line's deployments (oldest first), in one request.
-    pub fn set_line_weights(&self, line: &Line, deployments: &[Deployment], weights: &[u32]) -> Result<(), AdminError> {
-        self.set_runtime(&line_weight_keys(line, deployments, weights))
-    }
 }
 
 /// The runtime keys and values that put `weights` on a line's deployments.

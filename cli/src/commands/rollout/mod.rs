@@ -1,24 +1,27 @@
-//! `meshver rollout SERVICE --to VERSION`: raise a deployment's weight step by step, judge
-//! each interval from the target cluster's stats, and roll the line back to stable on a
-//! breach or on Ctrl-C.
+//! `meshver rollout SERVICE --to VERSION`: raise a deployment's weight step by step (through
+//! the fleet's runtime folder or one Envoy's admin), check that every Envoy listed uses it,
+//! judge each interval from the target cluster's numbers (one admin's stats, or Prometheus over
+//! the fleet), and roll the line back to stable on a breach, a stalled Envoy, a lost judge, or
+//! Ctrl-C.
 
 mod progress;
 mod shadow;
 
 pub use shadow::Shadow;
 
-use super::Connected;
-use crate::admin::{retry, AdminError};
+use crate::admin::{line_weight_keys, retry, Admin};
 use crate::catalog::{find_deployment, find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::{EnvoyFlags, Steps};
+use crate::fleet::{Fleet, Source};
 use crate::format::{millis, percent};
-use crate::judge::{judge, Limits};
-use crate::stats::Stats;
+use crate::judge::{judge, JudgeError, JudgeSource, Limits, Mark, Observation};
+use crate::prometheus::Prometheus;
 use crate::weights;
+use meshver::config::{Deployment, Line};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit status after Ctrl-C (128 + SIGINT), once the line is rolled back.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -34,13 +37,19 @@ pub struct RolloutArgs<'a> {
     pub force: bool,
     /// A shadow step before the first real one (`--shadow`).
     pub shadow: Option<Shadow>,
+    /// Judge each step from this Prometheus (every sidecar it scrapes) instead of an admin.
+    pub prometheus: Option<String>,
+    /// Label matchers added to every query (`job="mesh"`), or empty.
+    pub prometheus_selector: String,
+    /// Print the plan (weights, where they go, the judge's queries) and change nothing.
+    pub dry_run: bool,
     pub envoy: &'a EnvoyFlags,
 }
 
 pub fn run(args: &RolloutArgs) -> Outcome {
     let limits = &args.limits;
-    let live = Connected::open(args.envoy)?;
-    let service = find_service(&live.services, args.service)?;
+    let fleet = Fleet::open(args.envoy)?;
+    let service = find_service(&fleet.services, args.service)?;
     let (line, index) = find_deployment(service, args.to)?;
     let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
@@ -57,39 +66,69 @@ pub fn run(args: &RolloutArgs) -> Outcome {
             "roll out another version, or update the catalog's weights once a rollout is done",
         ));
     }
+    let judge_source = judge_source(args, &fleet)?;
 
-    let mut current = live.snapshot.line_weight_values(service, line);
+    let mut current = fleet.snapshot.line_weight_values(service, line);
     let shadow_target =
         shadow::ShadowTarget { service, line, target, live_weight: current.get(index).copied().unwrap_or(0) };
+    // The shadow step acts on one Envoy's admin (the weight source or the judge's): with a
+    // runtime folder and Prometheus, write its keys with `fleet.set` and judge the shadow
+    // cluster with `judge_source.begin`/`observe`, as the steps below do.
+    let shadow_admin = match (&fleet.source, &judge_source) {
+        (Source::Admin(admin), _) | (_, JudgeSource::Admin(admin)) => Some(admin),
+        _ => None,
+    };
     if let Some(shadow) = &args.shadow {
-        shadow::check(shadow, &shadow_target, &live.admin)?;
+        let Some(admin) = shadow_admin else {
+            return Err(Fail::new("--shadow acts on one Envoy's admin", "give one --admin, or leave out --shadow"));
+        };
+        shadow::check(shadow, &shadow_target, admin)?;
     }
+    if args.dry_run {
+        print_plan(args, &fleet, &judge_source, line, deployments, index, &current);
+        return Ok(());
+    }
+    judge_source.check().map_err(|e| {
+        Fail::new(format!("cannot read {} ({e})", judge_source.describe()), "check --prometheus and that it answers")
+    })?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
 
-    let admin = &live.admin;
     let mut last_set: Option<u32> = None;
-    let lost = |e: &AdminError, last_set: Option<u32>| {
-        let state = match last_set {
-            Some(w) => format!("after setting {} to {w}% of {}", target.route, line.route),
-            None => "before any weight was set".to_owned(),
-        };
-        Fail::new(
-            format!("lost the Envoy admin at {} ({e}) {state}; the live weights are unknown and left as they are", admin.url),
+    let state = |last_set: Option<u32>| match last_set {
+        Some(w) => format!("after setting {} to {w}% of {}", target.route, line.route),
+        None => "before any weight was set".to_owned(),
+    };
+    let rollback_command = format!("meshver rollback {} --line {} {}", service.name, line.major, fleet.flags());
+    let lost = |e: &dyn std::fmt::Display, last_set: Option<u32>| match &fleet.source {
+        Source::Admin(admin) => Fail::new(
             format!(
-                "check with `meshver status --admin {0}` and roll back with `meshver rollback {1} --line {2} --admin {0}`",
-                admin.url, service.name, line.major
+                "lost the Envoy admin at {} ({e}) {}; the live weights are unknown and left as they are",
+                admin.url,
+                state(last_set)
             ),
-        )
+            format!("check with `meshver status --admin {}` and roll back with `{rollback_command}`", admin.url),
+        ),
+        Source::Folder(_) => Fail::new(
+            format!(
+                "cannot write {} ({e}) {}; the fleet keeps the weights last written",
+                fleet.describe(),
+                state(last_set)
+            ),
+            format!("check the folder and roll back with `{rollback_command}`"),
+        ),
     };
-    let roll_back = |last_set: Option<u32>| -> Outcome {
+    // All of the line on stable; what it says of the Envoys that did not follow.
+    let roll_back = |last_set: Option<u32>| -> Outcome<Vec<String>> {
         let all_on_stable = weights::all_on(deployments.len(), stable);
-        retry(&AtomicBool::new(false), || admin.set_line_weights(line, deployments, &all_on_stable))
-            .map_err(|e| lost(&e, last_set))
+        let keys = line_weight_keys(line, deployments, &all_on_stable);
+        let written = retry(&AtomicBool::new(false), || fleet.set(&keys)).map_err(|e| lost(&e, last_set))?;
+        Ok(fleet.lagging(&written))
     };
+    let rolled_back = format!("rolled back {} to {}", service.name, stable_deployment.version);
     let interval_text = humantime::format_duration(args.interval).to_string();
     let total = args.steps.percents.len();
     println!(
@@ -101,42 +140,197 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         percent(limits.max_error_rate),
         limits.max_p99_ms.map_or(String::new(), |p| format!(", max p99 {}", millis(p))),
     );
-    if let Some(shadow) = &args.shadow {
+    if let (Some(shadow), Some(admin)) = (&args.shadow, shadow_admin) {
         shadow::run(shadow, &shadow_target, admin, args.interval, limits, &interrupted)?;
     }
     for (n, step) in args.steps.percents.iter().enumerate() {
         let next = weights::shift(&current, index, *step);
-        retry(&interrupted, || admin.set_line_weights(line, deployments, &next)).map_err(|e| lost(&e, last_set))?;
+        let keys = line_weight_keys(line, deployments, &next);
+        let written = retry(&interrupted, || fleet.set(&keys)).map_err(|e| lost(&e, last_set))?;
         last_set = Some(*step);
         current = next;
-        let before = retry(&interrupted, || admin.stats()).map_err(|e| lost(&e, last_set))?;
-        let before = Stats::parse(&before).cluster(&target.route);
         let label = format!("step {}/{total}: {} at {step}%", n + 1, target.route);
-        if !progress::wait(args.interval, &label, admin, &target.route, &before, &interrupted) {
-            roll_back(last_set)?;
-            return Err(Fail::new(
-                format!("interrupted at {label}"),
-                format!("rolled back {} to {} (all of {})", service.name, stable_deployment.version, line.route),
-            )
-            .with_code(EXIT_INTERRUPTED));
+        let lagging = fleet.lagging(&written);
+        if !lagging.is_empty() {
+            let after = roll_back(last_set)?;
+            let mut fail = Fail::new(
+                format!(
+                    "{rolled_back}: {} of {} Envoys did not use the weights of {label} within {}",
+                    lagging.len(),
+                    fleet.members.len(),
+                    humantime::format_duration(fleet.converge_timeout)
+                ),
+                "fix or restart them (they keep their last weights), then roll out again",
+            );
+            fail.lines.extend(lagging.iter().map(|l| format!("  {l}")));
+            return Err(with_lagging(fail, after));
         }
-        let after = retry(&interrupted, || admin.stats()).map_err(|e| lost(&e, last_set))?;
-        let delta = Stats::parse(&after).cluster(&target.route).since(&before);
-        if let Err(reason) = judge(&delta, limits, &interval_text) {
-            roll_back(last_set)?;
+        // The judge's reads are retried like the admin's; a judge lost for good rolls back where
+        // the weights can still be written (the folder, or an admin other than the judge).
+        let judge_lost = |e: JudgeError| -> Fail {
+            if matches!((&fleet.source, &judge_source), (Source::Admin(_), JudgeSource::Admin(_))) {
+                return lost(&e, last_set);
+            }
+            match roll_back(last_set) {
+                Ok(after) => with_lagging(
+                    Fail::new(
+                        format!("lost {} ({e}) at {label}: cannot judge it", judge_source.describe()),
+                        format!("{rolled_back} (all of {}); roll out again once it answers", line.route),
+                    ),
+                    after,
+                ),
+                Err(fail) => fail,
+            }
+        };
+        let mark = retry(&interrupted, || judge_source.begin(&target.route)).map_err(judge_lost)?;
+        let live = || {
+            let seen = judge_source.observe(&target.route, &line.route, &mark).ok()?;
+            Some(format!("{} requests, {} 5xx", seen.observed.requests, seen.observed.errors))
+        };
+        let mut finished = progress::wait_with(args.interval, &label, &interrupted, live);
+        let mut seen = Observation::default();
+        if finished {
+            // A fleet's judge waits for --min-requests, up to WAIT_INTERVALS more intervals.
+            let deadline = Instant::now() + args.interval * WAIT_INTERVALS;
+            let mut told = false;
+            loop {
+                seen = retry(&interrupted, || judge_source.observe(&target.route, &line.route, &mark))
+                    .map_err(judge_lost)?;
+                if !judge_source.is_patient()
+                    || seen.observed.requests >= limits.min_requests
+                    || Instant::now() >= deadline
+                {
+                    break;
+                }
+                if !told {
+                    told = true;
+                    println!(
+                        "{label}: {} requests so far{}, fewer than --min-requests {}; waiting up to {} more",
+                        seen.observed.requests,
+                        seen.line_requests.map_or(String::new(), |n| format!(" ({n} on {})", line.route)),
+                        limits.min_requests,
+                        humantime::format_duration(args.interval * WAIT_INTERVALS)
+                    );
+                }
+                if !progress::wait_with(Duration::from_secs(1), &label, &interrupted, || None) {
+                    finished = false;
+                    break;
+                }
+            }
+        }
+        if !finished {
+            let after = roll_back(last_set)?;
+            return Err(with_lagging(
+                Fail::new(format!("interrupted at {label}"), format!("{rolled_back} (all of {})", line.route))
+                    .with_code(EXIT_INTERRUPTED),
+                after,
+            ));
+        }
+        let window = match &mark {
+            Mark::Since(start) => {
+                humantime::format_duration(Duration::from_secs(start.elapsed().as_secs())).to_string()
+            }
+            Mark::Stats(_) => interval_text.clone(),
+        };
+        if let Err(reason) = judge(seen.observed.clone(), limits, &window) {
+            let after = roll_back(last_set)?;
             println!("{label}: {reason}");
-            return Err(Fail::new(
-                format!("rolled back {} to {}: {reason}", service.name, stable_deployment.version),
-                format!("fix {} {} and roll out again", service.name, target.version),
+            return Err(with_lagging(
+                Fail::new(
+                    format!("{rolled_back}: {reason}"),
+                    format!("fix {} {} and roll out again", service.name, target.version),
+                ),
+                after,
             ));
         }
         println!(
             "{label}: ok, {} requests, {} errors, p99 {}",
-            delta.requests,
-            percent(delta.error_rate()),
-            delta.quantile_ms(0.99).map_or("-".to_owned(), millis)
+            seen.observed.requests,
+            percent(seen.observed.error_rate()),
+            seen.observed.p99_ms.map_or("-".to_owned(), millis)
         );
     }
     println!("{} {} now takes {}% of {}", service.name, target.version, current.get(index).unwrap_or(&0), line.route);
     Ok(())
+}
+
+/// How many more intervals a Prometheus-judged step waits for `--min-requests` before it rolls
+/// back as "cannot judge".
+pub const WAIT_INTERVALS: u32 = 3;
+
+/// The judge: `--prometheus`, else the one admin (the weight source's, or a fleet's only one).
+fn judge_source(args: &RolloutArgs, fleet: &Fleet) -> Outcome<JudgeSource> {
+    if let Some(url) = &args.prometheus {
+        let selector = args.prometheus_selector.trim().to_owned();
+        return Ok(JudgeSource::Prometheus { server: Prometheus::new(url), selector });
+    }
+    match (&fleet.source, fleet.members.as_slice()) {
+        (Source::Admin(admin), _) => Ok(JudgeSource::Admin(Admin::new(&admin.url))),
+        (Source::Folder(_), [one]) => Ok(JudgeSource::Admin(Admin::new(&one.url))),
+        (Source::Folder(_), members) => Err(Fail::new(
+            format!("a fleet's steps are judged from Prometheus, and {} admins were given", members.len()),
+            "give --prometheus URL (or one --admin to judge from that Envoy alone)",
+        )),
+    }
+}
+
+/// The Envoys that did not follow a rollback, under its failure.
+fn with_lagging(mut fail: Fail, lagging: Vec<String>) -> Fail {
+    if !lagging.is_empty() {
+        fail.lines.push(format!("  {} Envoys do not use the rollback yet:", lagging.len()));
+        fail.lines.extend(lagging.into_iter().map(|l| format!("  {l}")));
+    }
+    fail
+}
+
+/// `--dry-run`: the weights of each step, where they go, and how each step is judged.
+fn print_plan(
+    args: &RolloutArgs,
+    fleet: &Fleet,
+    judge_source: &JudgeSource,
+    line: &Line,
+    deployments: &[Deployment],
+    index: usize,
+    current: &[u32],
+) {
+    let Some(target) = deployments.get(index) else { return };
+    println!("dry run: nothing is changed");
+    let checked: Vec<&str> = fleet.members.iter().map(|m| m.name.as_str()).collect();
+    println!(
+        "weights go to {}; Envoys checked within {}: {}",
+        fleet.describe(),
+        humantime::format_duration(fleet.converge_timeout),
+        if checked.is_empty() { "none".to_owned() } else { checked.join(", ") }
+    );
+    let mut weights = current.to_vec();
+    for (n, step) in args.steps.percents.iter().enumerate() {
+        weights = weights::shift(&weights, index, *step);
+        println!(
+            "step {}/{}: {} {}",
+            n + 1,
+            args.steps.percents.len(),
+            line.route,
+            super::shift::describe(deployments, &weights)
+        );
+    }
+    let limits = &args.limits;
+    let wait = if judge_source.is_patient() {
+        format!(
+            " (a step with fewer waits up to {} more, then rolls back)",
+            humantime::format_duration(args.interval * WAIT_INTERVALS)
+        )
+    } else {
+        " (fewer fail the step)".to_owned()
+    };
+    println!(
+        "each step judged after {} from {}: max error rate {}{}, at least {} requests{wait}",
+        humantime::format_duration(args.interval),
+        judge_source.describe(),
+        percent(limits.max_error_rate),
+        limits.max_p99_ms.map_or(String::new(), |p| format!(", max p99 {}", millis(p))),
+        limits.min_requests,
+    );
+    for query in judge_source.plan(&target.route, &line.route, args.interval) {
+        println!("  {query}");
+    }
 }

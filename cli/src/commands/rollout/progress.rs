@@ -15,6 +15,16 @@ pub fn wait(
     before: &ClusterSample,
     interrupted: &AtomicBool,
 ) -> bool {
+    wait_with(interval, label, interrupted, || {
+        let body = admin.stats().ok()?;
+        let delta = Stats::parse(&body).cluster(cluster).since(before);
+        Some(format!("{} requests, {} 5xx", delta.requests, delta.errors))
+    })
+}
+
+/// Waits one interval with a progress bar whose message `live` gives (asked once a second, on
+/// a terminal only); false if interrupted.
+pub fn wait_with(interval: Duration, label: &str, interrupted: &AtomicBool, live: impl Fn() -> Option<String>) -> bool {
     let bar = indicatif::ProgressBar::new(interval.as_millis() as u64);
     if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed}/{duration} {msg}") {
         bar.set_style(style.progress_chars("=> "));
@@ -29,9 +39,8 @@ pub fn wait(
         }
         if !bar.is_hidden() && last_poll.elapsed() >= Duration::from_secs(1) {
             last_poll = Instant::now();
-            if let Ok(body) = admin.stats() {
-                let delta = Stats::parse(&body).cluster(cluster).since(before);
-                bar.set_message(format!("{} requests, {} 5xx", delta.requests, delta.errors));
+            if let Some(message) = live() {
+                bar.set_message(message);
             }
         }
         bar.set_position(start.elapsed().as_millis() as u64);
