@@ -26,7 +26,7 @@ CATALOG = {"services": [{
 V2 = {"x-api-version": "2"}
 
 
-class Stack:
+class Stack(harness.EnvoyStack):
     """Upstreams for CATALOG, and Envoy serving what `meshver render envoy` made of them.
 
     `old` and `new` are the route keys (and clusters) of the user 2.x line's deployments,
@@ -34,11 +34,10 @@ class Stack:
     """
 
     def __init__(self, workdir):
-        self.upstreams = {}
-        self.envoy = None
+        super().__init__()
         user = harness.compiled_catalog(CATALOG)["services"][0]
         self.old, self.new = next(line for line in user["lines"] if line["major"] == 2)["deployments"]
-        try:
+        with self.starting():
             for d in user["deployments"]:
                 self.upstreams[d["route"]] = harness.Upstream("user", d["version"])
             self.catalog = workdir / "catalog.json"
@@ -52,9 +51,6 @@ class Stack:
             assert rendered.returncode == 0, rendered.stderr
             self.config = json.loads((workdir / "envoy.json").read_text())
             self.envoy = harness.Envoy(self.config, name="cli-envoy")
-        except BaseException:
-            self.stop()
-            raise
         self.admin = self.envoy.admin_url
 
     def register(self, headers=V2):
@@ -73,18 +69,11 @@ class Stack:
                                        f"&delay_ms={delay_ms}")
         assert answer.status == 200
 
-    def stop(self):
-        if self.envoy:
-            self.envoy.stop()
-        for upstream in self.upstreams.values():
-            upstream.stop()
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("cli"))
-    yield s
-    s.stop()
+    with Stack(tmp_path_factory.mktemp("cli")) as s:
+        yield s
     s.envoy.check_no_wasm_critical()
 
 
@@ -319,8 +308,7 @@ def test_ctrl_c_rolls_back_and_exits_130(stack):
 def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
     """Envoy goes away during an interval: the rollout gives up after its retries, exits 1,
     and names the last weight it set (the state is left as it is: it cannot reach it)."""
-    own = Stack(tmp_path)
-    try:
+    with Stack(tmp_path) as own:
         proc = subprocess.Popen([harness.meshver_cli(), "rollout", "user", "--to", "2.1.0", "--steps", "25,100",
                                  "--interval", "2s", "--admin", own.admin],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -332,8 +320,6 @@ def test_losing_the_admin_mid_rollout_says_what_was_left(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    finally:
-        own.stop()
     assert proc.returncode == 1, out + err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("meshver: lost the Envoy admin"), err

@@ -110,7 +110,7 @@ class Authority:
         return context
 
 
-class MtlsMesh:
+class MtlsMesh(harness.EnvoyStack):
     """The demo's upstreams and one Envoy: the demo's inbound listener, over mTLS and binding
     claims, and its order sidecars (`order-<version>-sidecar`), each with order's certificate;
     then the variants the tests need: the inbound listener with an optional client certificate
@@ -118,16 +118,12 @@ class MtlsMesh:
     listener name."""
 
     def __init__(self, folder):
+        super().__init__()
         self.ca = Authority(folder, "mesh")
         self.rogue = Authority(folder, "rogue")
         self.ports = {}
-        self.upstreams = {}
-        self.envoy = None
-        try:
+        with self.starting():
             self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def port(self, name):
         return self.ports.setdefault(name, free_port())
@@ -176,21 +172,12 @@ class MtlsMesh:
         return sum(stats.get(f"cluster.{route}.upstream_rq_total", 0)
                    for route in self.upstreams if route.startswith("user-"))
 
-    def stop(self):
-        if self.envoy:
-            self.envoy.stop()
-        for upstream in self.upstreams.values():
-            upstream.stop()
-
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory):
-    stack = MtlsMesh(tmp_path_factory.mktemp("mtls"))
-    try:
+    with MtlsMesh(tmp_path_factory.mktemp("mtls")) as stack:
         yield stack
         stack.envoy.check_no_wasm_critical()
-    finally:
-        stack.stop()
 
 
 def caller_mismatch(answer, peer):
