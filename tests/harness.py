@@ -302,12 +302,13 @@ class Envoy:
     component_log_level (None: none) are Envoy's --log-level and --component-log-level.
     expected_critical: text in the [critical][wasm] (or, of the native module,
     [critical][dynamic_modules]) lines a test causes on purpose (a VM it makes trap, a panic),
-    which check_no_wasm_critical lets pass.
+    which check_no_wasm_critical lets pass. native_modules: the folder Envoy loads native
+    modules from (ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
     """
 
     def __init__(self, config, concurrency=2, name="envoy", base_id=None, cpus=None,
                  log_level="info", component_log_level=f"wasm:debug,{NATIVE_LOG}:debug",
-                 expected_critical=None):
+                 expected_critical=None, native_modules=NATIVE_MODULES):
         self.name = name
         self.expected_critical = expected_critical
         self.port = config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
@@ -336,7 +337,7 @@ class Envoy:
         # Early failures (bad flags, crashes) go to stdout/stderr, not the log file.
         self._output = open(self.workdir / "envoy.out", "wb")
         # cwd: the shipped demo config names the module relative to the repository root.
-        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_MODULES)}
+        env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(native_modules)}
         self.proc = subprocess.Popen(cmd, stdout=self._output, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         _children.append(self.proc)
         started_envoys.append(self)
@@ -432,9 +433,11 @@ class Envoy:
                 yield cluster["name"], f"{split['runtime_key_prefix']}.{cluster['name']}", cluster["weight"]
 
     def runtime(self):
-        """The admin runtime's values, as {key: int} (keys without a value left out)."""
+        """The admin runtime's numeric values, as {key: int} (keys without a number left out:
+        the native host's bootstrap sets a feature flag, `true`)."""
         entries = http1("GET", self.admin_url + "/runtime").json["entries"]
-        return {k: int(v["final_value"]) for k, v in entries.items() if v["final_value"] != ""}
+        return {k: int(v["final_value"]) for k, v in entries.items()
+                if v["final_value"].removeprefix("-").isdigit()}
 
     def weights(self):
         """{cluster: weight} of every weighted cluster now: the runtime's value where one is
@@ -534,7 +537,7 @@ def deployment_routes(catalog):
     return [d["route"] for s in compiled_catalog(catalog)["services"] for d in s["deployments"]]
 
 
-def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_policy=None, host=None):
+def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_policy=None, host=None, mesh_fields=None):
     """An Envoy bootstrap from `meshver render envoy`, the one generator of mesh config.
 
     host: the header filter's, "wasm" or "native" (None: MESHVER_HOST's, HOST).
@@ -543,6 +546,7 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
     trust_caller_headers, caller_spiffe_ids, tls, forward_tls (as in the mesh file)}; the first
     is the Envoy's main listener. endpoints: route key of a deployment (its cluster) -> port of
     its upstream on 127.0.0.1. failure_policy: the mesh file's (None: left out, the default).
+    mesh_fields: more of the mesh file's fields, as written (e.g. {"weights": {"runtime_dir": …}}).
     """
     wasm_path = Path(wasm_path)
     host = host or HOST
@@ -569,6 +573,7 @@ def render_envoy(admin_port, listeners, endpoints, wasm_path=WASM, failure_polic
                 "listeners": entries}
         if failure_policy is not None:
             mesh["failure_policy"] = failure_policy
+        mesh.update(mesh_fields or {})
         (workdir / "mesh.json").write_text(json.dumps(mesh))
         done = subprocess.run([meshver_cli(), "render", "envoy", "--host", host, str(workdir / "mesh.json")],
                               capture_output=True, text=True, timeout=120)
@@ -849,3 +854,36 @@ def read_http1(stream):
     else:
         body = stream.read()  # delimited by connection close
     return _response(status, headers, body)
+
+
+class Fleet:
+    """`count` Envoys (fleet-a, fleet-b, …) rendered from one catalog, each from its own mesh file
+    naming the same runtime folder `runtime_dir` (`weights.runtime_dir`): every one routes to
+    `upstreams` (route key -> Upstream), except where `own` ({index: {route key: Upstream}}) gives
+    one Envoy upstreams of its own. Stopped by stop() or `with`; the upstreams are the caller's."""
+
+    def __init__(self, catalog, upstreams, runtime_dir, count=3, own=None):
+        self.envoys = []
+        try:
+            for index in range(count):
+                ports = {route: up.port for route, up in {**upstreams, **(own or {}).get(index, {})}.items()}
+                config = render_envoy(free_port(), [{"name": "edge", "port": free_port(), "catalog": catalog}], ports,
+                                      mesh_fields={"weights": {"runtime_dir": str(runtime_dir)}})
+                self.envoys.append(Envoy(config, name=f"fleet-{chr(ord('a') + index)}"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def admin_flags(self):
+        """`--admin NAME=URL` for every Envoy, as the CLI takes them."""
+        return [arg for envoy in self.envoys for arg in ("--admin", f"{envoy.name}={envoy.admin_url}")]
+
+    def stop(self):
+        for envoy in self.envoys:
+            envoy.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
