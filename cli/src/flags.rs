@@ -16,7 +16,7 @@ use std::time::Duration;
 pub struct EnvoyFlags {
     /// An Envoy's admin, `URL` or `NAME=URL`; repeat it for each Envoy of a fleet.
     #[arg(long, value_name = "[NAME=]URL", value_parser = admin_member,
-          required_unless_present_any = ["fleet", "runtime_dir"])]
+          required_unless_present_any = ["fleet", "runtime_dir", "istio"])]
     pub admin: Vec<Member>,
     /// A file listing the fleet's admins, one `[NAME=]URL` a line (`#` comments).
     #[arg(long, value_name = "FILE")]
@@ -31,6 +31,9 @@ pub struct EnvoyFlags {
     /// The catalog; default: the one in the running filter's config.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Istio as the engine (`--istio`): the VirtualServices instead of Envoys.
+    #[command(flatten)]
+    pub istio: crate::istio_engine::IstioFlags,
 }
 
 impl EnvoyFlags {

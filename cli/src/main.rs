@@ -16,6 +16,7 @@ mod fail;
 mod flags;
 mod fleet;
 mod format;
+mod istio_engine;
 mod judge;
 mod mesh;
 mod prometheus;
@@ -242,6 +243,12 @@ fn run(command: Command) -> Outcome {
             commands::watch::run(&envoy, &commands::watch::WatchArgs { interval, window, count })
         }
         Command::Status { envoy, json, .. } => commands::status::run(&envoy, json),
+        Command::Shift { service, to, weight, force, envoy } if envoy.istio.istio => {
+            istio_engine::shift(&service, &to, weight, force, &envoy)
+        }
+        Command::Rollback { service, line, envoy } if envoy.istio.istio => {
+            istio_engine::rollback(&service, line, &envoy)
+        }
         Command::Shift { service, to, weight, force, envoy } => {
             commands::shift::run(&service, &to, weight, force, &envoy)
         }

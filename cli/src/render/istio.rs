@@ -118,10 +118,7 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
     }
     resources.push(envoy_filter(STATS_FILTER, vec![stats_tags_patch()]));
     for service in &file.catalog.services {
-        let host = match &options.namespace {
-            Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
-            None => service.name.clone(),
-        };
+        let host = service_host(service, options.namespace.as_deref());
         let subsets = subset_names(service);
         resources.push(json!({
             "apiVersion": "networking.istio.io/v1",
@@ -139,7 +136,7 @@ pub fn render(file: &CatalogFile, options: &IstioOptions) -> Outcome<Vec<Value>>
             "apiVersion": "networking.istio.io/v1",
             "kind": "VirtualService",
             "metadata": metadata(&service.name),
-            "spec": {"hosts": [host], "http": http_routes(service, &subsets, &host, &file.catalog.route_header)},
+            "spec": {"hosts": [host], "http": http_routes(service, &file.catalog.route_header, options.namespace.as_deref(), &Routing::catalog())},
         }));
     }
     Ok(resources)
@@ -273,7 +270,7 @@ fn stats_filter_note() -> String {
 }
 
 /// A subset name (DNS-1123 label) per deployment, in the service's order, all distinct.
-fn subset_names(service: &Service) -> Vec<String> {
+pub fn subset_names(service: &Service) -> Vec<String> {
     let mut used = std::collections::BTreeSet::new();
     service
         .deployments
@@ -304,7 +301,90 @@ pub fn sanitize(key: &str) -> String {
     }
 }
 
-fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: &str) -> Vec<Value> {
+/// The host a service's DestinationRule and VirtualService name: `<service>`, or its cluster-wide
+/// name in `namespace`.
+pub fn service_host(service: &Service, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{}.{ns}.svc.cluster.local", service.name),
+        None => service.name.clone(),
+    }
+}
+
+/// What a VirtualService's routes carry besides the catalog: the live weights `shift` and
+/// `rollout` set, and the mirror of a shadow step.
+#[derive(Debug, Default, Clone)]
+pub struct Routing {
+    /// Weights by line route, oldest deployment first; a line not named has the catalog's.
+    pub weights: BTreeMap<String, Vec<u32>>,
+    pub mirror: Option<Mirror>,
+}
+
+impl Routing {
+    /// The catalog's weights, nothing mirrored (what `render istio` writes).
+    pub fn catalog() -> Routing {
+        Routing::default()
+    }
+}
+
+/// A shadow step: a share of one line's requests copied to one of its deployments.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub line_route: String,
+    /// The route key of the deployment the copies go to.
+    pub to: String,
+    pub percent: u32,
+    /// Every method, not only GET, HEAD and OPTIONS.
+    pub all_methods: bool,
+}
+
+/// The VirtualService's `http` routes of a service: pinned routes, then per line its sticky
+/// routes and its weighted route. With a mirror, each route of its line copies the share to the
+/// candidate's subset; for safe methods only, each gets a copy matching them (with the mirror)
+/// placed before it.
+pub fn http_routes(service: &Service, route_header: &str, namespace: Option<&str>, routing: &Routing) -> Vec<Value> {
+    let host = service_host(service, namespace);
+    let subsets = subset_names(service);
+    let mut routes = Vec::new();
+    for (line_route, route) in unmirrored_routes(service, &subsets, &host, route_header, routing) {
+        let mirror = routing.mirror.as_ref().filter(|m| Some(&m.line_route) == line_route.as_ref());
+        let Some(mirror) = mirror else {
+            routes.push(route);
+            continue;
+        };
+        let subset = service.deployments.iter().position(|d| d.route == mirror.to).and_then(|i| subsets.get(i));
+        let mirrored = |mut route: Value| {
+            route["mirror"] = json!({"host": host, "subset": subset});
+            route["mirrorPercentage"] = json!({"value": f64::from(mirror.percent)});
+            route
+        };
+        if mirror.all_methods {
+            routes.push(mirrored(route));
+            continue;
+        }
+        let mut safe = mirrored(route.clone());
+        if let Some(name) = route["name"].as_str() {
+            safe["name"] = json!(format!("{name}-safe-methods"));
+        }
+        for condition in safe["match"].as_array_mut().into_iter().flatten() {
+            condition["method"] = json!({"regex": SAFE_METHODS_REGEX});
+        }
+        routes.push(safe);
+        routes.push(route);
+    }
+    routes
+}
+
+/// The methods a shadow step mirrors unless told otherwise (as `render envoy`'s mirror routes).
+const SAFE_METHODS_REGEX: &str = "^(GET|HEAD|OPTIONS)$";
+
+/// Each route with the line route it belongs to (none for a pinned one).
+fn unmirrored_routes(
+    service: &Service,
+    subsets: &[String],
+    host: &str,
+    route_header: &str,
+    routing: &Routing,
+) -> Vec<(Option<String>, Value)> {
     let subset_of = |route: &str| {
         service
             .deployments
@@ -328,16 +408,19 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
     let strip = json!({"request": {"remove": [route_header, STICKY_HEADER, BODY_HEADER]}});
     let mut routes = Vec::new();
     for d in &service.deployments {
-        routes.push(json!({
-            "name": sanitize(&d.route),
-            "match": [{"headers": {route_header: {"exact": d.route}}}],
-            "route": [destination(d)],
-            "headers": strip,
-        }));
+        routes.push((
+            None,
+            json!({
+                "name": sanitize(&d.route),
+                "match": [{"headers": {route_header: {"exact": d.route}}}],
+                "route": [destination(d)],
+                "headers": strip,
+            }),
+        ));
     }
     for line in &service.lines {
         let deployments = service.line_deployments(line);
-        let weights = configured_weights(deployments);
+        let weights = routing.weights.get(&line.route).cloned().unwrap_or_else(|| configured_weights(deployments));
         // Newest first, like Envoy's weighted_clusters: buckets [0, w_newest) go to the newest.
         let newest_first: Vec<_> = deployments.iter().zip(&weights).rev().collect();
         if deployments.len() > 1 {
@@ -345,29 +428,35 @@ fn http_routes(service: &Service, subsets: &[String], host: &str, route_header: 
             for (d, w) in &newest_first {
                 let hi = lo + **w;
                 if let Some(regex) = bucket_regex(lo, hi) {
-                    routes.push(json!({
-                        "name": format!("{}-sticky-{}", sanitize(&line.route), sanitize(&d.route)),
-                        "match": [{"headers": {
-                            route_header: {"exact": line.route},
-                            STICKY_HEADER: {"regex": regex},
-                        }}],
-                        "route": [destination(d)],
-                        "headers": strip,
-                    }));
+                    routes.push((
+                        Some(line.route.clone()),
+                        json!({
+                            "name": format!("{}-sticky-{}", sanitize(&line.route), sanitize(&d.route)),
+                            "match": [{"headers": {
+                                route_header: {"exact": line.route},
+                                STICKY_HEADER: {"regex": regex},
+                            }}],
+                            "route": [destination(d)],
+                            "headers": strip,
+                        }),
+                    ));
                 }
                 lo = hi;
             }
         }
-        routes.push(json!({
-            "name": sanitize(&line.route),
-            "match": [{"headers": {route_header: {"exact": line.route}}}],
-            "route": newest_first.iter().map(|(d, w)| {
-                let mut to = destination(d);
-                to["weight"] = json!(w);
-                to
-            }).collect::<Vec<_>>(),
-            "headers": strip,
-        }));
+        routes.push((
+            Some(line.route.clone()),
+            json!({
+                "name": sanitize(&line.route),
+                "match": [{"headers": {route_header: {"exact": line.route}}}],
+                "route": newest_first.iter().map(|(d, w)| {
+                    let mut to = destination(d);
+                    to["weight"] = json!(w);
+                    to
+                }).collect::<Vec<_>>(),
+                "headers": strip,
+            }),
+        ));
     }
     routes
 }

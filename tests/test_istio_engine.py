@@ -1,0 +1,157 @@
+"""Istio as the engine (`shift`, `rollback` and `rollout` with `--istio`). Kubernetes cannot run
+here, so the VirtualService each command writes is checked against Istio's own CRD schemas, and
+what it asks of kubectl is checked against a recorded sequence: a kubectl stand-in on PATH
+(tests/fixtures/istio-engine/kubectl.py) holds the resources `meshver render istio` made, answers
+`get`, applies merge patches as the API server does, and records every call with its stdin; the
+sequence must equal the one checked in beside it (`MESHVER_RECORD=1` writes it again)."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import harness
+from harness import ROOT, meshver
+from test_cli_render import first_match, load_yaml_like_kubernetes, validate_manifests
+
+FIXTURES = ROOT / "tests/fixtures/istio-engine"
+CATALOG = "examples/catalog.json"
+NAMESPACE = "shop"
+
+
+class Cluster:
+    """The kubectl stand-in on PATH, holding what `render istio --namespace shop` made."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        bin_dir = folder / "bin"
+        bin_dir.mkdir()
+        shutil.copy(FIXTURES / "kubectl.py", bin_dir / "kubectl")
+        (bin_dir / "kubectl").chmod(0o755)
+        self.log, self.state = folder / "kubectl.log", folder / "state.json"
+        rendered = meshver("render", "istio", CATALOG, "--namespace", NAMESPACE)
+        assert rendered.returncode == 0, rendered.stderr
+        services = {d["metadata"]["name"]: d for d in load_yaml_like_kubernetes(rendered.stdout)
+                    if d["kind"] == "VirtualService"}
+        self.state.write_text(json.dumps({NAMESPACE: services}))
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                    "KUBECTL_LOG": str(self.log), "KUBECTL_STATE": str(self.state)}
+
+    def meshver(self, *args):
+        return subprocess.run([harness.meshver_cli(), *map(str, args)], cwd=ROOT, env=self.env,
+                                      capture_output=True, text=True, timeout=120)
+
+    def calls(self):
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def virtual_service(self, name="user"):
+        return json.loads(self.state.read_text())[NAMESPACE][name]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    return Cluster(tmp_path)
+
+
+def istio(*args):
+    return [*args, "--istio", "--namespace", NAMESPACE, "--catalog", CATALOG]
+
+
+def check_recorded(calls, name):
+    """The kubectl calls equal the checked-in sequence `name`.json."""
+    path = FIXTURES / f"{name}.json"
+    if os.environ.get("MESHVER_RECORD"):
+        path.write_text(json.dumps(calls, indent=1, sort_keys=True) + "\n")
+    expected = json.loads(path.read_text())
+    assert calls == expected, f"kubectl calls differ from {path.relative_to(ROOT)}"
+
+
+def line_weights(virtual_service, line="user-v2"):
+    """{subset: weight} of the line's weighted route."""
+    route = next(r for r in virtual_service["spec"]["http"] if r["name"] == line)
+    return {to["destination"]["subset"]: to["weight"] for to in route["route"]}
+
+
+def check_valid(virtual_service):
+    """The VirtualService as the API server would hold it is valid against Istio's CRD schema."""
+    validate_manifests(json.dumps(virtual_service))
+
+
+def sticky_choice(virtual_service, value):
+    """The subset the VirtualService sends a sticky number `value` of the 2.x line to."""
+    chosen = first_match(virtual_service["spec"]["http"],
+                         {"x-meshver-route": "user-v2", "x-meshver-sticky": f"{value:04d}"})
+    return [to["destination"]["subset"] for to in chosen]
+
+
+def test_shift_patches_the_whole_route_list(cluster):
+    result = cluster.meshver(*istio("shift", "user", "--to", "2.1.0", "--weight", "25", "--apply"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "user user-v2: 2.1.0 25%, 2.0.3 75% (VirtualService user in shop patched)\n"
+    calls = cluster.calls()
+    check_recorded(calls, "shift")
+    assert [c["args"][2:4] for c in calls] == [["get", "virtualservice.networking.istio.io"],
+                                              ["patch", "virtualservice.networking.istio.io"]]
+    vs = cluster.virtual_service()
+    check_valid(vs)
+    assert line_weights(vs) == {"user-2-1-0": 25, "user-2-0-3": 75}
+    # The sticky buckets follow: a client below 25 is on 2.1.0, as Envoy's header_name would choose.
+    for value in range(0, 10000, 13):
+        assert sticky_choice(vs, value) == ["user-2-1-0" if value % 100 < 25 else "user-2-0-3"], value
+    # Everything but the routes is as render istio made it.
+    assert vs["spec"]["hosts"] == ["user.shop.svc.cluster.local"]
+
+
+def test_rollback_puts_the_line_on_stable(cluster):
+    assert cluster.meshver(*istio("shift", "user", "--to", "2.1.0", "--weight", "60", "--apply")).returncode == 0
+    cluster.log.unlink()
+    result = cluster.meshver(*istio("rollback", "user", "--apply"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "rolled back user user-v2: 2.0.3 100% (VirtualService user in shop patched)\n"
+    check_recorded(cluster.calls(), "rollback")
+    vs = cluster.virtual_service()
+    check_valid(vs)
+    assert line_weights(vs) == {"user-2-1-0": 0, "user-2-0-3": 100}
+    assert {tuple(sticky_choice(vs, v)) for v in range(0, 10000, 7)} == {("user-2-0-3",)}
+
+
+def test_without_apply_the_patch_is_printed_and_nothing_written(cluster):
+    before = cluster.virtual_service()
+    result = cluster.meshver(*istio("shift", "user", "--to", "2.1.0", "--weight", "40"))
+    assert result.returncode == 0, result.stderr
+    patch = json.loads(result.stdout)
+    assert list(patch) == ["spec"] and list(patch["spec"]) == ["http"]
+    assert [c["args"][2] for c in cluster.calls()] == ["get"]
+    assert cluster.virtual_service() == before
+    # What --apply would have sent, and valid once merged.
+    merged = {**before, "spec": {**before["spec"], **patch["spec"]}}
+    check_valid(merged)
+    assert line_weights(merged) == {"user-2-1-0": 40, "user-2-0-3": 60}
+
+
+def test_other_lines_keep_their_live_weights(cluster):
+    """Only the line asked for changes: another line's live weights are read back from the
+    VirtualService and written as they are (the merge patch replaces the whole route list)."""
+    catalog = json.loads((ROOT / CATALOG).read_text())
+    user = next(s for s in catalog["services"] if s["name"] == "user")
+    assert len({d["version"].split(".")[0] for d in user["deployments"]}) >= 2
+    assert cluster.meshver(*istio("shift", "user", "--to", "2.1.0", "--weight", "30", "--apply")).returncode == 0
+    assert cluster.meshver(*istio("shift", "user", "--to", "1.4.0", "--weight", "100", "--apply")).returncode == 0
+    assert line_weights(cluster.virtual_service()) == {"user-2-1-0": 30, "user-2-0-3": 70}
+
+
+def test_istio_refusals(cluster):
+    result = cluster.meshver("shift", "user", "--to", "2.1.0", "--weight", "5", "--istio")
+    assert result.returncode == 2 and "--catalog" in result.stderr, result.stderr
+    result = cluster.meshver("shift", "user", "--to", "2.1.0", "--weight", "5", "--istio", "--catalog", CATALOG,
+                             "--admin", "127.0.0.1:1")
+    assert result.returncode == 2, result.stderr
+    result = cluster.meshver("rollback", "user", "--istio", "--namespace", "elsewhere", "--catalog", CATALOG)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("meshver: `kubectl -n elsewhere get virtualservice.networking.istio.io user -o json` "
+                               "failed: Error from server (NotFound)"), lines[0]
