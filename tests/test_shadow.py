@@ -212,4 +212,4 @@ def test_an_envoy_without_mirror_policies_is_refused(tmp_path):
     with harness.Envoy(config, name="old-envoy") as envoy:
         result = meshver("rollout", "user", "--to", "2.1.0", "--shadow", "10", "--admin", envoy.admin_url)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "has no shadow cluster user-2.1.0-shadow" in result.stderr, result.stderr
+    assert "knows no shadow cluster user-2.1.0-shadow" in result.stderr, result.stderr

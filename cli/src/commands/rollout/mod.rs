@@ -71,18 +71,9 @@ pub fn run(args: &RolloutArgs) -> Outcome {
     let mut current = fleet.snapshot.line_weight_values(service, line);
     let shadow_target =
         shadow::ShadowTarget { service, line, target, live_weight: current.get(index).copied().unwrap_or(0) };
-    // The shadow step acts on one Envoy's admin (the weight source or the judge's): with a
-    // runtime folder and Prometheus, write its keys with `fleet.set` and judge the shadow
-    // cluster with `judge_source.begin`/`observe`, as the steps below do.
-    let shadow_admin = match (&fleet.source, &judge_source) {
-        (Source::Admin(admin), _) | (_, JudgeSource::Admin(admin)) => Some(admin),
-        _ => None,
-    };
     if let Some(shadow) = &args.shadow {
-        let Some(admin) = shadow_admin else {
-            return Err(Fail::new("--shadow acts on one Envoy's admin", "give one --admin, or leave out --shadow"));
-        };
-        shadow::check(shadow, &shadow_target, admin)?;
+        let rollback = format!("meshver rollback {} --line {} {}", service.name, line.major, fleet.flags());
+        shadow::check(shadow, &shadow_target, &judge_source, &rollback)?;
     }
     if args.dry_run {
         print_plan(args, &fleet, &judge_source, line, deployments, index, &current);
@@ -140,8 +131,8 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         percent(limits.max_error_rate),
         limits.max_p99_ms.map_or(String::new(), |p| format!(", max p99 {}", millis(p))),
     );
-    if let (Some(shadow), Some(admin)) = (&args.shadow, shadow_admin) {
-        shadow::run(shadow, &shadow_target, admin, args.interval, limits, &interrupted)?;
+    if let Some(shadow) = &args.shadow {
+        shadow::run(shadow, &shadow_target, &fleet, &judge_source, args.interval, limits, &interrupted)?;
     }
     for (n, step) in args.steps.percents.iter().enumerate() {
         let next = weights::shift(&current, index, *step);

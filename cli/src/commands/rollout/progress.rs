@@ -1,26 +1,8 @@
 //! Waiting out one rollout step: a progress bar with the target's live request and 5xx
 //! counts (on a terminal), cut short by Ctrl-C.
 
-use crate::admin::Admin;
-use crate::stats::{ClusterSample, Stats};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Waits one interval, showing progress and the target's live counts; false if interrupted.
-pub fn wait(
-    interval: Duration,
-    label: &str,
-    admin: &Admin,
-    cluster: &str,
-    before: &ClusterSample,
-    interrupted: &AtomicBool,
-) -> bool {
-    wait_with(interval, label, interrupted, || {
-        let body = admin.stats().ok()?;
-        let delta = Stats::parse(&body).cluster(cluster).since(before);
-        Some(format!("{} requests, {} 5xx", delta.requests, delta.errors))
-    })
-}
 
 /// Waits one interval with a progress bar whose message `live` gives (asked once a second, on
 /// a terminal only); false if interrupted.

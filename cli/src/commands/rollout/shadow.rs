@@ -9,12 +9,12 @@
 //! request to a deployment): so the candidate is never sent a request it cannot serve by version.
 
 use super::progress;
-use crate::admin::{retry, Admin, AdminError};
+use crate::admin::retry;
 use crate::fail::{Fail, Outcome};
+use crate::fleet::Fleet;
 use crate::format::{millis, percent};
-use crate::judge::{judge, Limits};
+use crate::judge::{judge, JudgeSource, Limits};
 use crate::render::envoy::{shadow_cluster, shadow_key, MirroredMethods};
-use crate::stats::Stats;
 use meshver::config::{Deployment, Line, Service};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +34,7 @@ pub struct Shadow {
 
 impl Shadow {
     /// Which requests are mirrored, for people.
-    fn methods(&self) -> &'static str {
+    pub fn methods(&self) -> &'static str {
         if self.all_methods {
             "requests"
         } else {
@@ -64,9 +64,9 @@ impl ShadowTarget<'_> {
 }
 
 /// Refusals before anything changes: a share of 0, a candidate that already takes real
-/// requests (a shadow step must come before them), or an Envoy whose config has no mirror
-/// policy for it (rendered before shadow steps existed, or the candidate is the stable one).
-pub fn check(shadow: &Shadow, at: &ShadowTarget, admin: &Admin) -> Outcome {
+/// requests (a shadow step must come before them), or Envoys without a mirror policy for it
+/// (rendered before shadow steps existed): their shadow cluster is unknown to the judge's source.
+pub fn check(shadow: &Shadow, at: &ShadowTarget, judge_source: &JudgeSource, rollback: &str) -> Outcome {
     let name = format!("{} {}", at.service.name, at.target.version);
     if shadow.percent == 0 {
         return Err(Fail::new("--shadow 0% mirrors nothing", "give --shadow like 10%, or leave it out"));
@@ -77,18 +77,28 @@ pub fn check(shadow: &Shadow, at: &ShadowTarget, admin: &Admin) -> Outcome {
                 "{name} already takes {}% of {}: a shadow step comes before real requests",
                 at.live_weight, at.line.route
             ),
-            format!(
-                "roll the line back first (`meshver rollback {} --line {} --admin {}`), or leave out --shadow",
-                at.service.name, at.line.major, admin.url
-            ),
+            format!("roll the line back first (`{rollback}`), or leave out --shadow"),
         ));
     }
-    let stats = admin.stats().map_err(|e| e.fail(admin))?;
     let cluster = shadow_cluster(at.target);
-    if !has_cluster(&stats, &cluster) {
+    let known = match judge_source {
+        JudgeSource::Admin(admin) => has_cluster(&admin.stats().map_err(|e| e.fail(admin))?, &cluster),
+        JudgeSource::Prometheus { server, selector } => {
+            let extra = if selector.trim().is_empty() { String::new() } else { format!(",{}", selector.trim()) };
+            let query = format!("count(envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{cluster}\"{extra}}})");
+            let count = server.scalar(&query).map_err(|e| {
+                Fail::new(
+                    format!("cannot read {} ({e})", judge_source.describe()),
+                    "check --prometheus and that it answers",
+                )
+            })?;
+            count.is_some_and(|n| n > 0.0)
+        }
+    };
+    if !known {
         return Err(Fail::new(
-            format!("the Envoy at {} has no shadow cluster {cluster} to mirror {name} to", admin.url),
-            "render its bootstrap again with this meshver (`meshver render envoy`) and restart it, or leave out --shadow",
+            format!("{} knows no shadow cluster {cluster} to mirror {name} to", judge_source.describe()),
+            "render the Envoys' bootstrap again with this meshver (`meshver render envoy`) and restart them, or leave out --shadow",
         ));
     }
     Ok(())
@@ -105,39 +115,60 @@ fn has_cluster(stats: &Value, cluster: &str) -> bool {
         .any(|entry| entry.get("name").and_then(Value::as_str) == Some(wanted.as_str()))
 }
 
-/// Mirrors for one interval, stops mirroring, and judges what the candidate answered. `Err` when
-/// it failed (the rollout stops, no weight was changed), when interrupted, or when the admin
-/// was lost.
+/// Mirrors for one interval, stops mirroring, and judges what the candidate answered. The shadow
+/// keys go where the weights go (the fleet's runtime folder, or one admin), so every Envoy of the
+/// fleet mirrors; the judge reads the shadow cluster as a step reads the deployment's. `Err` when
+/// it failed (the rollout stops, no weight was changed), when an Envoy did not start mirroring,
+/// when interrupted, or when the weight source or the judge was lost.
 pub fn run(
     shadow: &Shadow,
     at: &ShadowTarget,
-    admin: &Admin,
+    fleet: &Fleet,
+    judge_source: &JudgeSource,
     interval: Duration,
     limits: &Limits,
     interrupted: &AtomicBool,
 ) -> Outcome {
     let cluster = shadow_cluster(at.target);
     let name = format!("{} {}", at.service.name, at.target.version);
-    let lost = |e: &AdminError| {
-        let off: Vec<String> = at.keys(0, 0).iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let off = at.keys(0, 0);
+    let turn_off = || retry(&AtomicBool::new(false), || fleet.set(&off)).map(|_| ());
+    let lost = |what: String| {
+        let keys: Vec<String> = off.iter().map(|(k, v)| format!("{k}={v}")).collect();
         Fail::new(
-            format!(
-                "lost the Envoy admin at {} ({e}) in the shadow step of {name}; no weight was changed, \
-                 but mirroring to {cluster} may still be on",
-                admin.url
-            ),
-            format!("turn it off with `curl -X POST '{}/runtime_modify?{}'`", admin.url, off.join("&")),
+            format!("{what} in the shadow step of {name}; no weight was changed, but mirroring to {cluster} may still be on"),
+            format!("turn it off by setting {} through {}", keys.join(" "), fleet.describe()),
         )
     };
     let unsafe_share = if shadow.all_methods { shadow.percent } else { 0 };
-    let before = retry(interrupted, || admin.stats()).map_err(|e| lost(&e))?;
-    let before = Stats::parse(&before).cluster(&cluster);
-    retry(interrupted, || admin.set_runtime(&at.keys(shadow.percent, unsafe_share))).map_err(|e| lost(&e))?;
+    let mark = retry(interrupted, || judge_source.begin(&cluster))
+        .map_err(|e| Fail::new(format!("cannot read {} ({e})", judge_source.describe()), "check that it answers"))?;
+    let written = retry(interrupted, || fleet.set(&at.keys(shadow.percent, unsafe_share)))
+        .map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
+    let lagging = fleet.lagging(&written);
+    if !lagging.is_empty() {
+        turn_off().map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
+        let mut fail = Fail::new(
+            format!(
+                "stopped the rollout of {name}: {} of {} Envoys did not start mirroring within {}",
+                lagging.len(),
+                fleet.members.len(),
+                humantime::format_duration(fleet.converge_timeout)
+            ),
+            "mirroring is off and no weight was changed; fix or restart them, then roll out again",
+        );
+        fail.lines.extend(lagging.iter().map(|l| format!("  {l}")));
+        return Err(fail);
+    }
     let label =
         format!("shadow: {} mirrors {}% of {}'s {}", at.target.route, shadow.percent, at.line.route, shadow.methods());
-    let finished = progress::wait(interval, &label, admin, &cluster, &before, interrupted);
+    let live = || {
+        let seen = judge_source.observe(&cluster, &at.line.route, &mark).ok()?;
+        Some(format!("{} mirrored, {} 5xx", seen.observed.requests, seen.observed.errors))
+    };
+    let finished = progress::wait_with(interval, &label, interrupted, live);
     // Mirroring stops whatever happened; retried even after Ctrl-C.
-    retry(&AtomicBool::new(false), || admin.set_runtime(&at.keys(0, 0))).map_err(|e| lost(&e))?;
+    turn_off().map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
     if !finished || interrupted.load(Ordering::SeqCst) {
         return Err(Fail::new(
             format!("interrupted in the shadow step of {name}"),
@@ -145,22 +176,27 @@ pub fn run(
         )
         .with_code(EXIT_INTERRUPTED));
     }
-    // Mirrored requests still in flight when mirroring stopped are counted too.
-    let after = retry(interrupted, || admin.stats()).map_err(|e| lost(&e))?;
-    let delta = Stats::parse(&after).cluster(&cluster).since(&before);
+    let seen = retry(interrupted, || judge_source.observe(&cluster, &at.line.route, &mark)).map_err(|e| {
+        Fail::new(
+            format!("lost {} ({e}) in the shadow step of {name}: cannot judge it", judge_source.describe()),
+            "mirroring is off and no weight was changed; roll out again once it answers",
+        )
+    })?;
     let interval_text = humantime::format_duration(interval).to_string();
-    if let Err(reason) = judge(&delta, limits, &interval_text) {
+    if let Err(reason) = judge(seen.observed.clone(), limits, &interval_text) {
         println!("{label}: {reason}");
         return Err(Fail::new(
-            format!("stopped the rollout of {name} in shadow: {reason} (mirrored); it was sent no user's request and the weights are unchanged"),
+            format!(
+                "stopped the rollout of {name} in shadow: {reason} (mirrored); it was sent no user's request and the weights are unchanged"
+            ),
             format!("fix {name} and roll out again"),
         ));
     }
     println!(
         "{label}: ok, {} mirrored requests, {} errors, p99 {}",
-        delta.requests,
-        percent(delta.error_rate()),
-        delta.quantile_ms(0.99).map_or("-".to_owned(), millis)
+        seen.observed.requests,
+        percent(seen.observed.error_rate()),
+        seen.observed.p99_ms.map_or("-".to_owned(), millis)
     );
     Ok(())
 }
