@@ -53,7 +53,7 @@ impl EnvoyFlags {
             [] => Err(Fail::new("this needs an Envoy admin", "give --admin URL")),
             several => Err(Fail::new(
                 format!("this reads one Envoy, and {} admins were given", several.len()),
-                "give one --admin",
+                "give one --admin, or --runtime-dir DIR for a fleet",
             )),
         }
     }

@@ -6,7 +6,7 @@ use crate::admin::line_weight_keys;
 use crate::catalog::{find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
-use crate::fleet::{not_converged, Fleet};
+use crate::fleet::Fleet;
 use crate::weights;
 use meshver::config::Line;
 
@@ -44,9 +44,5 @@ pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
     for line in done {
         println!("rolled back {line}");
     }
-    let lagging = fleet.lagging(&written);
-    if !lagging.is_empty() {
-        return Err(not_converged(&lagging, &fleet));
-    }
-    Ok(())
+    fleet.settle(&written)
 }

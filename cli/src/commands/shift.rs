@@ -6,7 +6,7 @@ use crate::admin::line_weight_keys;
 use crate::catalog::{find_deployment, find_service};
 use crate::fail::Outcome;
 use crate::flags::EnvoyFlags;
-use crate::fleet::{not_converged, Fleet};
+use crate::fleet::Fleet;
 use crate::weights;
 use meshver::config::Deployment;
 
@@ -26,11 +26,7 @@ pub fn run(service: &str, to: &str, weight: u32, force: bool, envoy: &EnvoyFlags
         )
     })?;
     println!("{} {}: {}", service.name, line.route, describe(deployments, &next));
-    let lagging = fleet.lagging(&written);
-    if !lagging.is_empty() {
-        return Err(not_converged(&lagging, &fleet));
-    }
-    Ok(())
+    fleet.settle(&written)
 }
 
 /// `2.1.0 25%, 2.0.3 75%`: newest first.

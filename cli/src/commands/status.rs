@@ -1,11 +1,14 @@
 //! `meshver status`: per deployment, the live weight and what Envoy measured, as a table or
-//! as JSON (`--json`), both from one typed report.
+//! as JSON (`--json`), both from one typed report; with `--runtime-dir`, a fleet's weights and
+//! which of its Envoys use them.
 
 use super::{emit, to_json, Connected};
 use crate::admin::snapshot::WeightSource;
 use crate::catalog::{runtime_prefix, stable_index};
-use crate::fail::Outcome;
+use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
+use crate::fleet::converge::{State, Written};
+use crate::fleet::{not_converged, Fleet, Source};
 use crate::format::{millis, percent};
 use crate::stats::{ClusterSample, FilterCounts, Stats};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
@@ -53,6 +56,9 @@ pub(super) struct DeploymentStatus {
 }
 
 pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
+    if envoy.runtime_dir.is_some() {
+        return run_fleet(envoy, as_json);
+    }
     let live = Connected::read(envoy)?;
     let stats = Stats::parse(&live.admin.stats().map_err(|e| e.fail(&live.admin))?);
     let report = Report {
@@ -76,6 +82,144 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
             text.push_str(&format!("{}\n", filter_summary(&service.name, &service.filter)));
         }
         emit(None, &text)
+    }
+}
+
+/// What `status --runtime-dir` reports: the folder's weights, and whether each Envoy uses them.
+#[derive(Debug, Serialize)]
+struct FleetReport {
+    runtime_dir: String,
+    version: u64,
+    services: Vec<FleetService>,
+    envoys: Vec<EnvoyState>,
+}
+
+#[derive(Debug, Serialize)]
+struct FleetService {
+    name: String,
+    lines: Vec<FleetLine>,
+}
+
+#[derive(Debug, Serialize)]
+struct FleetLine {
+    major: u64,
+    route: String,
+    runtime_prefix: String,
+    deployments: Vec<FleetDeployment>,
+}
+
+#[derive(Debug, Serialize)]
+struct FleetDeployment {
+    version: String,
+    route: String,
+    weight: u32,
+    weight_source: WeightSource,
+    stable: bool,
+}
+
+/// One Envoy of the fleet against the folder's current version.
+#[derive(Debug, Serialize)]
+struct EnvoyState {
+    name: String,
+    admin: String,
+    converged: bool,
+    /// What it uses, for people (why not, when it does not).
+    detail: String,
+}
+
+/// `status --runtime-dir DIR [--admin …]`: the weights the folder holds, then each Envoy listed
+/// against its current version (waiting up to --converge-timeout); exit 1 when one lags.
+fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
+    let fleet = Fleet::open(envoy)?;
+    let Source::Folder(folder) = &fleet.source else {
+        return Err(Fail::new("status of a fleet needs its runtime folder", "give --runtime-dir DIR"));
+    };
+    let current = folder.read()?;
+    let written = Written {
+        values: current.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        version: Some(current.number),
+    };
+    let reports = fleet.converge(&written);
+    let services = fleet
+        .services
+        .iter()
+        .map(|service| FleetService {
+            name: service.name.clone(),
+            lines: service
+                .lines
+                .iter()
+                .map(|line| {
+                    let deployments = service.line_deployments(line);
+                    let stable = stable_index(deployments);
+                    let weights = fleet.snapshot.line_weights(service, line);
+                    FleetLine {
+                        major: line.major,
+                        route: line.route.clone(),
+                        runtime_prefix: runtime_prefix(line),
+                        deployments: deployments
+                            .iter()
+                            .zip(weights)
+                            .enumerate()
+                            .map(|(i, (d, (weight, weight_source)))| FleetDeployment {
+                                version: d.version.to_string(),
+                                route: d.route.clone(),
+                                weight,
+                                weight_source,
+                                stable: i == stable,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let envoys: Vec<EnvoyState> = reports
+        .iter()
+        .map(|r| EnvoyState {
+            name: r.member.name.clone(),
+            admin: r.member.url.clone(),
+            converged: r.state == State::Converged,
+            detail: match r.state {
+                State::Converged => format!("uses version {}", current.number),
+                _ => r.describe(),
+            },
+        })
+        .collect();
+    let report =
+        FleetReport { runtime_dir: folder.path.display().to_string(), version: current.number, services, envoys };
+    if as_json {
+        emit(None, &to_json(&report)?)?;
+    } else {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["SERVICE", "LINE", "VERSION", "ROUTE", "WEIGHT"]);
+        for service in &report.services {
+            for line in &service.lines {
+                for d in &line.deployments {
+                    let stable = if d.stable { " (stable)" } else { "" };
+                    let source = if d.weight_source == WeightSource::Runtime { " (folder)" } else { "" };
+                    table.add_row([
+                        service.name.clone(),
+                        line.route.clone(),
+                        format!("{}{stable}", d.version),
+                        d.route.clone(),
+                        format!("{}%{source}", d.weight),
+                    ]);
+                }
+            }
+        }
+        let mut text = format!("{table}\nruntime folder {}, version {}\n", report.runtime_dir, report.version);
+        for e in &report.envoys {
+            let mark = if e.converged { "ok" } else { "LAGGING" };
+            text.push_str(&format!("{mark} {} ({}): {}\n", e.name, e.admin, e.detail));
+        }
+        emit(None, &text)?;
+    }
+    let lagging: Vec<String> = reports.iter().filter(|r| r.state != State::Converged).map(|r| r.describe()).collect();
+    if lagging.is_empty() {
+        Ok(())
+    } else {
+        Err(not_converged(&lagging, &fleet))
     }
 }
 

@@ -52,6 +52,8 @@ pub enum State {
 pub struct Report {
     pub member: Member,
     pub state: State,
+    /// How long after the check started it was last read (when it converged, if it did).
+    pub after: Duration,
 }
 
 impl Report {
@@ -124,18 +126,25 @@ pub fn assess(runtime: &Value, written: &Written) -> State {
 /// where each stands. With `clear_overrides`, an admin layer value over a written key is removed
 /// (`runtime_modify?key=`) once, so that the folder's value shows.
 pub fn wait(members: &[Member], written: &Written, timeout: Duration, clear_overrides: bool) -> Vec<Report> {
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
+    let deadline = start + timeout;
     std::thread::scope(|scope| {
         let polls: Vec<_> = members
             .iter()
-            .map(|member| scope.spawn(move || poll(member, written, deadline, clear_overrides)))
+            .map(|member| {
+                scope.spawn(move || {
+                    let state = poll(member, written, deadline, clear_overrides);
+                    (state, start.elapsed())
+                })
+            })
             .collect();
         members
             .iter()
             .zip(polls)
-            .map(|(member, poll)| Report {
-                member: member.clone(),
-                state: poll.join().unwrap_or_else(|_| State::Silent("the check failed".to_owned())),
+            .map(|(member, poll)| {
+                let (state, after) =
+                    poll.join().unwrap_or_else(|_| (State::Silent("the check failed".to_owned()), start.elapsed()));
+                Report { member: member.clone(), state, after }
             })
             .collect()
     })

@@ -131,6 +131,21 @@ impl Fleet {
     pub fn lagging(&self, written: &Written) -> Vec<String> {
         self.converge(written).iter().filter(|r| r.state != State::Converged).map(Report::describe).collect()
     }
+
+    /// For `shift` and `rollback`: waits for the members, then says how soon they all used what
+    /// was written (`all 3 Envoys use it, the last after 0.21s`), or fails naming the others.
+    pub fn settle(&self, written: &Written) -> Outcome {
+        let reports = self.converge(written);
+        let lagging: Vec<String> =
+            reports.iter().filter(|r| r.state != State::Converged).map(Report::describe).collect();
+        if !lagging.is_empty() {
+            return Err(not_converged(&lagging, self));
+        }
+        if let (Source::Folder(_), Some(last)) = (&self.source, reports.iter().map(|r| r.after).max()) {
+            println!("all {} Envoys use it, the last after {:.3}s", reports.len(), last.as_secs_f64());
+        }
+        Ok(())
+    }
 }
 
 /// The services of the first member whose Envoy answers (the catalogs of its filters).
