@@ -155,3 +155,173 @@ def test_istio_refusals(cluster):
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("meshver: `kubectl -n elsewhere get virtualservice.networking.istio.io user -o json` "
                                "failed: Error from server (NotFound)"), lines[0]
+
+
+# --- rollout: judged from Istio's metrics in a real Prometheus ------------------------------
+
+class IstioMetrics:
+    """What Istio's proxies would report for the user service in `shop`, as a scrape target: per
+    (reporter, version, response code) a request rate a second, counted since the start, every
+    request under 5 ms. Stands in for the mesh's sidecars, which cannot run here."""
+
+    LABELS = ('reporter="{reporter}",destination_service_name="user",destination_service_namespace="shop",'
+              'destination_version="{version}",response_code="{code}"')
+
+    def __init__(self, rates):
+        import http.server
+        import threading
+        import time
+        self.rates, self.started, self.clock = rates, time.monotonic(), time.monotonic
+        metrics = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = metrics.exposition().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", harness.free_port()), Handler)
+        self.target = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def exposition(self):
+        elapsed = self.clock() - self.started
+        lines = ["# TYPE istio_requests_total counter"]
+        histogram = ["# TYPE istio_request_duration_milliseconds histogram"]
+        for (reporter, version, code), rate in sorted(self.rates.items()):
+            labels = self.LABELS.format(reporter=reporter, version=version, code=code)
+            count = int(rate * elapsed)
+            lines.append(f"istio_requests_total{{{labels}}} {count}")
+            for le in ("5", "100", "+Inf"):
+                histogram.append(f'istio_request_duration_milliseconds_bucket{{{labels},le="{le}"}} {count}')
+            histogram.append(f"istio_request_duration_milliseconds_sum{{{labels}}} {count * 3}")
+            histogram.append(f"istio_request_duration_milliseconds_count{{{labels}}} {count}")
+        return "\n".join(lines + histogram) + "\n"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def istio_metrics():
+    """Start IstioMetrics(rates) and a real Prometheus scraping it every second; both stopped."""
+    started = []
+
+    def start(rates):
+        metrics = IstioMetrics(rates)
+        started.append(metrics)
+        prometheus = harness.Prometheus([metrics.target], rule_files=(), name="istio-prometheus")
+        started.append(prometheus)
+        def scraped_twice():
+            series = prometheus.api("query", query="istio_requests_total[10s]")["result"]
+            return len(series) == len(rates) and all(len(s["values"]) >= 2 for s in series)
+
+        harness.wait_for(scraped_twice,
+                         30, "Prometheus holding two scrapes of the Istio metrics")
+        return prometheus
+
+    yield start
+    for thing in reversed(started):
+        thing.stop()
+
+
+def rollout(cluster, prometheus, *flags):
+    return cluster.meshver(*istio("rollout", "user", "--to", "2.1.0", "--apply", "--prometheus", prometheus.url,
+                                  "--interval", "3s", *flags))
+
+
+def put_candidate_at_zero(cluster):
+    """The demo catalog gives 2.1.0 10%: a shadow step needs it at 0 first (then the log restarts)."""
+    assert cluster.meshver(*istio("rollback", "user", "--apply")).returncode == 0
+    cluster.log.unlink()
+
+
+def patches(calls):
+    return [c["stdin"] for c in calls if c["args"][2] == "patch"]
+
+
+def merged(cluster, patch):
+    vs = cluster.virtual_service()
+    return {**vs, "spec": {**vs["spec"], **patch["spec"]}}
+
+
+HEALTHY = {("source", "2.1.0", "200"): 20, ("source", "2.0.3", "200"): 20, ("destination", "2.1.0", "200"): 20}
+
+
+def test_a_healthy_rollout_shadows_then_reaches_100(cluster, istio_metrics):
+    prometheus = istio_metrics(HEALTHY)
+    put_candidate_at_zero(cluster)
+    result = rollout(cluster, prometheus, "--steps", "50,100", "--shadow", "10%")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "shadow: user-2.1.0 mirrors 10% of user-v2's GET, HEAD and OPTIONS requests: ok" in result.stdout
+    assert "step 1/2: user-2.1.0 at 50%: ok" in result.stdout
+    assert "user 2.1.0 now takes 100% of user-v2" in result.stdout
+    calls = cluster.calls()
+    check_recorded(calls, "rollout-passes")
+    sent = patches(calls)
+    assert len(sent) == 4
+    # The shadow: a copy of each route of the line for safe methods, mirroring 10% to 2.1.0.
+    mirrored = [r for r in sent[0]["spec"]["http"] if "mirror" in r]
+    assert mirrored and all(r["mirror"] == {"host": "user.shop.svc.cluster.local", "subset": "user-2-1-0"}
+                            and r["mirrorPercentage"] == {"value": 10.0}
+                            and all(m["method"] == {"regex": "^(GET|HEAD|OPTIONS)$"} for m in r["match"])
+                            for r in mirrored)
+    assert all("mirror" not in r for p in sent[1:] for r in p["spec"]["http"])
+    for patch in sent:
+        check_valid(merged(cluster, patch))
+    assert [line_weights(merged(cluster, p)) for p in sent[1:]] == [
+        {"user-2-1-0": 0, "user-2-0-3": 100},
+        {"user-2-1-0": 50, "user-2-0-3": 50},
+        {"user-2-1-0": 100, "user-2-0-3": 0}]
+    assert line_weights(cluster.virtual_service()) == {"user-2-1-0": 100, "user-2-0-3": 0}
+
+
+def test_a_failing_rollout_is_rolled_back_on_istios_error_rate(cluster, istio_metrics):
+    prometheus = istio_metrics({("source", "2.1.0", "503"): 20, ("source", "2.0.3", "200"): 20})
+    put_candidate_at_zero(cluster)
+    result = rollout(cluster, prometheus, "--steps", "50,100")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("meshver: rolled back user to 2.0.3: error rate 100.0% > 1.0%"), result.stderr
+    assert "step 2/2" not in result.stdout
+    check_recorded(cluster.calls(), "rollout-rolled-back")
+    assert line_weights(cluster.virtual_service()) == {"user-2-1-0": 0, "user-2-0-3": 100}
+
+
+def test_a_candidate_failing_in_shadow_gets_no_weight(cluster, istio_metrics):
+    prometheus = istio_metrics({("destination", "2.1.0", "503"): 20, ("source", "2.0.3", "200"): 20})
+    put_candidate_at_zero(cluster)
+    result = rollout(cluster, prometheus, "--steps", "50,100", "--shadow", "20%", "--shadow-all-methods")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("meshver: stopped the rollout of user 2.1.0 in shadow: error rate 100.0%"), result.stderr
+    calls = cluster.calls()
+    check_recorded(calls, "rollout-stopped-in-shadow")
+    sent = patches(calls)
+    # Every method mirrored: the line's own routes carry the mirror, no method-matching copies.
+    assert all("method" not in m for r in sent[0]["spec"]["http"] for m in r["match"])
+    assert [line_weights(merged(cluster, p)) for p in sent] == [{"user-2-1-0": 0, "user-2-0-3": 100}] * 2
+    assert all("mirror" not in r for r in cluster.virtual_service()["spec"]["http"])
+
+
+def test_rollout_dry_run_shows_the_istio_queries(cluster):
+    result = cluster.meshver(*istio("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--dry-run",
+                                    "--prometheus", "http://127.0.0.1:1", "--shadow", "10"))
+    # 2.1.0 takes 10% in the demo catalog: a shadow step is refused before any plan.
+    assert result.returncode == 1 and "already takes 10% of user-v2" in result.stderr, result.stderr
+    result = cluster.meshver(*istio("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--dry-run",
+                                    "--prometheus", "http://127.0.0.1:1"))
+    assert result.returncode == 0, result.stderr
+    assert ('  requests: sum(increase(istio_requests_total{reporter="source",destination_service_name="user",'
+            'destination_version="2.1.0",destination_service_namespace="shop"}[30000ms]))') in result.stdout, result.stdout
+    assert "step 2/2: user-v2 2.1.0 100%, 2.0.3 0%" in result.stdout
+    assert [c["args"][2] for c in cluster.calls()] == ["get", "get"]
+    result = cluster.meshver(*istio("rollout", "user", "--to", "2.1.0", "--prometheus", "http://127.0.0.1:1"))
+    assert result.returncode == 1 and "give --apply" in result.stderr, result.stderr
+    result = cluster.meshver(*istio("rollout", "user", "--to", "2.1.0", "--apply"))
+    assert result.returncode == 1 and "give --prometheus URL" in result.stderr, result.stderr

@@ -268,22 +268,29 @@ fn run(command: Command) -> Outcome {
             prometheus_selector,
             dry_run,
             envoy,
-        } => commands::rollout::run(&RolloutArgs {
-            service: &service,
-            to: &to,
-            steps: &steps,
-            interval,
-            limits: judge::Limits {
-                max_error_rate,
-                max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
-                min_requests: min_requests.unwrap_or(if prometheus.is_some() { 20 } else { 0 }),
-            },
-            force,
-            shadow: shadow.map(|percent| commands::rollout::Shadow { percent, all_methods: shadow_all_methods }),
-            prometheus,
-            prometheus_selector,
-            dry_run,
-            envoy: &envoy,
-        }),
+        } => {
+            let args = RolloutArgs {
+                service: &service,
+                to: &to,
+                steps: &steps,
+                interval,
+                limits: judge::Limits {
+                    max_error_rate,
+                    max_p99_ms: max_p99.map(|d| d.as_secs_f64() * 1000.0),
+                    min_requests: min_requests.unwrap_or(if prometheus.is_some() { 20 } else { 0 }),
+                },
+                force,
+                shadow: shadow.map(|percent| commands::rollout::Shadow { percent, all_methods: shadow_all_methods }),
+                prometheus,
+                prometheus_selector,
+                dry_run,
+                envoy: &envoy,
+            };
+            if args.envoy.istio.istio {
+                istio_engine::rollout(&args)
+            } else {
+                commands::rollout::run(&args)
+            }
+        }
     }
 }

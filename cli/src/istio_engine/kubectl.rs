@@ -2,7 +2,7 @@
 //! given on stdin.
 
 use super::IstioFlags;
-use crate::fail::{Fail, Outcome};
+use crate::fail::Fail;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -37,14 +37,12 @@ impl Kubectl {
         (command, format!("{} {}", self.program, all.join(" ")))
     }
 
-    /// Runs kubectl with `stdin`; its stdout, or a one-line failure naming the command.
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Outcome<Vec<u8>> {
+    /// Runs kubectl with `stdin`; its stdout, or why it failed (the command, what kubectl said).
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, KubectlError> {
         let (mut command, shown) = self.command(args);
         command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let cannot = |e: std::io::Error| {
-            Fail::new(format!("cannot run `{shown}`: {e}"), "install kubectl, or give --kubectl PATH")
-        };
+        let cannot = |e: std::io::Error| KubectlError { message: format!("cannot run `{shown}`: {e}"), ran: false };
         let mut child = command.spawn().map_err(cannot)?;
         if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(bytes).map_err(cannot)?;
@@ -53,27 +51,49 @@ impl Kubectl {
         if !done.status.success() {
             let said = String::from_utf8_lossy(&done.stderr);
             let said = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_owned();
-            return Err(Fail::new(
-                format!("`{shown}` failed: {said}"),
-                "check the context and namespace, and that `meshver render istio` was applied there",
-            ));
+            return Err(KubectlError { message: format!("`{shown}` failed: {said}"), ran: true });
         }
         Ok(done.stdout)
     }
 
     /// The VirtualService `name` as the API server holds it.
-    pub fn get_virtual_service(&self, name: &str) -> Outcome<Value> {
+    pub fn get_virtual_service(&self, name: &str) -> Result<Value, KubectlError> {
         let out = self.run(&["get", VIRTUAL_SERVICE, name, "-o", "json"], None)?;
-        serde_json::from_slice(&out).map_err(|e| {
-            Fail::new(format!("kubectl get {VIRTUAL_SERVICE} {name} printed no JSON ({e})"), "check --kubectl")
+        serde_json::from_slice(&out).map_err(|e| KubectlError {
+            message: format!("kubectl get {VIRTUAL_SERVICE} {name} printed no JSON ({e})"),
+            ran: true,
         })
     }
 
     /// Applies a JSON merge patch to the VirtualService `name`.
-    pub fn patch_virtual_service(&self, name: &str, patch: &Value) -> Outcome {
-        let text = serde_json::to_vec(patch)
-            .map_err(|e| Fail::new(format!("cannot write the patch: {e}"), "report this as a bug"))?;
+    pub fn patch_virtual_service(&self, name: &str, patch: &Value) -> Result<(), KubectlError> {
+        let text = serde_json::to_vec(patch).unwrap_or_default();
         self.run(&["patch", VIRTUAL_SERVICE, name, "--type", "merge", "--patch-file", "/dev/stdin"], Some(&text))?;
         Ok(())
+    }
+}
+
+/// A kubectl call that failed: what it said, and whether kubectl ran at all.
+#[derive(Debug)]
+pub struct KubectlError {
+    pub message: String,
+    ran: bool,
+}
+
+impl std::fmt::Display for KubectlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl KubectlError {
+    /// The usual one-line failure.
+    pub fn fail(&self) -> Fail {
+        let todo = if self.ran {
+            "check the context and namespace, and that `meshver render istio` was applied there"
+        } else {
+            "install kubectl, or give --kubectl PATH"
+        };
+        Fail::new(&self.message, todo)
     }
 }

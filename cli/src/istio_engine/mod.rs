@@ -7,8 +7,9 @@
 
 mod commands;
 mod kubectl;
+mod queries;
 
-pub use commands::{rollback, shift};
+pub use commands::{rollback, rollout, shift};
 
 use crate::render::istio::{http_routes, sanitize, subset_names, Routing};
 use meshver::config::Service;

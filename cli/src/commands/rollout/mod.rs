@@ -4,7 +4,7 @@
 //! the fleet), and roll the line back to stable on a breach, a stalled Envoy, a lost judge, or
 //! Ctrl-C.
 
-mod progress;
+pub mod progress;
 mod shadow;
 
 pub use shadow::Shadow;
