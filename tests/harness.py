@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -34,6 +35,8 @@ NATIVE_MODULE = NATIVE_MODULES / "libmeshver.so"
 HOST = os.environ.get("MESHVER_HOST", "wasm")
 if HOST not in ("wasm", "native"):
     raise RuntimeError(f"MESHVER_HOST={HOST!r}: give wasm or native")
+# Every Envoy a test starts, the harness' or a test's own (`envoy --mode validate`), finds it there.
+os.environ.setdefault("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", str(NATIVE_MODULES))
 # What Envoy logs of the native module: its own lines and the ABI check as it loads.
 NATIVE_LOG = "dynamic_modules"
 DEMO_CATALOG = ROOT / "examples/catalog.json"
@@ -887,3 +890,29 @@ class Fleet:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Load:
+    """Requests in the background until the end of `with`: one thread per callable of `senders`,
+    each calling it over and over; `statuses` collects what they return (None for an OSError)."""
+
+    def __init__(self, senders):
+        self.stop_event, self.statuses = threading.Event(), []
+        self.threads = [threading.Thread(target=self._run, args=(send,), daemon=True) for send in senders]
+
+    def _run(self, send):
+        while not self.stop_event.is_set():
+            try:
+                self.statuses.append(send())
+            except OSError:
+                self.statuses.append(None)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(10)

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -107,30 +106,11 @@ def fault(upstream, fail_rate):
     assert harness.http1("POST", f"{upstream.url}/__fault?fail_rate={fail_rate}").status == 200
 
 
-class Load:
-    """Requests to the 2.x line through every Envoy at once, until the end of `with`."""
-
-    def __init__(self, stack):
-        self.stop_event, self.statuses = threading.Event(), []
-        self.threads = [threading.Thread(target=self._run, args=(e,), daemon=True) for e in stack.envoys]
-
-    def _run(self, envoy):
-        while not self.stop_event.is_set():
-            try:
-                answer = harness.http1("POST", envoy.url + "/register", headers=V2, body="{}", timeout=5)
-                self.statuses.append(answer.status)
-            except OSError:
-                self.statuses.append(None)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(10)
+def load(stack):
+    """Requests to the 2.x line through every Envoy at once, for `with`."""
+    def sender(envoy):
+        return lambda: harness.http1("POST", envoy.url + "/register", headers=V2, body="{}", timeout=5).status
+    return harness.Load([sender(envoy) for envoy in stack.envoys])
 
 
 def test_a_shift_reaches_every_envoy_through_the_folder(rolled_back):
@@ -196,13 +176,13 @@ def rollout(stack):
 
 def test_a_healthy_rollout_judged_from_prometheus_reaches_100(rolled_back):
     stack = rolled_back
-    with Load(stack) as load:
+    with load(stack) as traffic:
         done = rollout(stack)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "user 2.1.0 now takes 100% of user-v2" in done.stdout
     assert re.search(r"step 1/2: \S+ at 50%: ok, \d+ requests", done.stdout), done.stdout
     assert stack.candidate_weights() == [100, 100, 100]
-    assert set(load.statuses) == {200}
+    assert set(traffic.statuses) == {200}
 
 
 def test_a_deployment_failing_on_one_sidecar_is_rolled_back_within_one_interval(rolled_back):
@@ -211,7 +191,7 @@ def test_a_deployment_failing_on_one_sidecar_is_rolled_back_within_one_interval(
     rollout stops at its first step."""
     stack = rolled_back
     fault(stack.c_candidate, 1)
-    with Load(stack):
+    with load(stack):
         done = rollout(stack)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "step 2/2" not in done.stdout, done.stdout

@@ -3,7 +3,7 @@
 //! which of its Envoys use them.
 
 use super::{emit, to_json, Connected};
-use crate::admin::snapshot::WeightSource;
+use crate::admin::snapshot::{Snapshot, WeightSource};
 use crate::catalog::{runtime_prefix, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
@@ -77,7 +77,8 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
     if as_json {
         emit(None, &to_json(&report)?)
     } else {
-        let mut text = format!("{}\n", table(&report));
+        let lines = report.services.iter().map(|s| (s.name.as_str(), s.lines.as_slice()));
+        let mut text = format!("{}\n", table(lines));
         for service in &report.services {
             text.push_str(&format!("{}\n", filter_summary(&service.name, &service.filter)));
         }
@@ -85,36 +86,20 @@ pub fn run(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
     }
 }
 
-/// What `status --runtime-dir` reports: the folder's weights, and whether each Envoy uses them.
+/// What `status --runtime-dir` reports: the folder's weights, whether each Envoy listed uses
+/// them, and the deployments' numbers summed over the Envoys that answered.
 #[derive(Debug, Serialize)]
 struct FleetReport {
     runtime_dir: String,
     version: u64,
-    services: Vec<FleetService>,
     envoys: Vec<EnvoyState>,
+    services: Vec<FleetService>,
 }
 
 #[derive(Debug, Serialize)]
 struct FleetService {
     name: String,
-    lines: Vec<FleetLine>,
-}
-
-#[derive(Debug, Serialize)]
-struct FleetLine {
-    major: u64,
-    route: String,
-    runtime_prefix: String,
-    deployments: Vec<FleetDeployment>,
-}
-
-#[derive(Debug, Serialize)]
-struct FleetDeployment {
-    version: String,
-    route: String,
-    weight: u32,
-    weight_source: WeightSource,
-    stable: bool,
+    lines: Vec<LineStatus>,
 }
 
 /// One Envoy of the fleet against the folder's current version.
@@ -127,51 +112,35 @@ struct EnvoyState {
     detail: String,
 }
 
-/// `status --runtime-dir DIR [--admin …]`: the weights the folder holds, then each Envoy listed
-/// against its current version (waiting up to --converge-timeout); exit 1 when one lags.
+/// `status --runtime-dir DIR [--admin …]`: the weights the folder holds, each Envoy listed
+/// against its current version (waiting up to --converge-timeout), and the deployments'
+/// requests, 5xx and p99 since each Envoy started, summed; exit 1 when an Envoy lags.
 fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
     let fleet = Fleet::open(envoy)?;
     let Source::Folder(folder) = &fleet.source else {
         return Err(Fail::new("status of a fleet needs its runtime folder", "give --runtime-dir DIR"));
     };
     let current = folder.read()?;
-    let written = Written {
-        values: current.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        version: Some(current.number),
-    };
+    let written = Written { values: current.values.clone().into_iter().collect(), version: Some(current.number) };
     let reports = fleet.converge(&written);
+    let stats: Vec<Stats> = fleet
+        .members
+        .iter()
+        .filter_map(|m| crate::admin::Admin::new(&m.url).stats().ok())
+        .map(|body| Stats::parse(&body))
+        .collect();
+    let summed = |route: &str| {
+        stats.iter().map(|s| s.cluster(route)).fold(ClusterSample::default(), |mut all, one| {
+            all.requests += one.requests;
+            all.errors += one.errors;
+            all.latency.extend(one.latency);
+            all
+        })
+    };
     let services = fleet
         .services
         .iter()
-        .map(|service| FleetService {
-            name: service.name.clone(),
-            lines: service
-                .lines
-                .iter()
-                .map(|line| {
-                    let deployments = service.line_deployments(line);
-                    let stable = stable_index(deployments);
-                    let weights = fleet.snapshot.line_weights(service, line);
-                    FleetLine {
-                        major: line.major,
-                        route: line.route.clone(),
-                        runtime_prefix: runtime_prefix(line),
-                        deployments: deployments
-                            .iter()
-                            .zip(weights)
-                            .enumerate()
-                            .map(|(i, (d, (weight, weight_source)))| FleetDeployment {
-                                version: d.version.to_string(),
-                                route: d.route.clone(),
-                                weight,
-                                weight_source,
-                                stable: i == stable,
-                            })
-                            .collect(),
-                    }
-                })
-                .collect(),
-        })
+        .map(|service| FleetService { name: service.name.clone(), lines: lines_of(&fleet.snapshot, service, &summed) })
         .collect();
     let envoys: Vec<EnvoyState> = reports
         .iter()
@@ -186,29 +155,12 @@ fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
         })
         .collect();
     let report =
-        FleetReport { runtime_dir: folder.path.display().to_string(), version: current.number, services, envoys };
+        FleetReport { runtime_dir: folder.path.display().to_string(), version: current.number, envoys, services };
     if as_json {
         emit(None, &to_json(&report)?)?;
     } else {
-        let mut table = Table::new();
-        table.load_preset(UTF8_FULL_CONDENSED);
-        table.set_header(["SERVICE", "LINE", "VERSION", "ROUTE", "WEIGHT"]);
-        for service in &report.services {
-            for line in &service.lines {
-                for d in &line.deployments {
-                    let stable = if d.stable { " (stable)" } else { "" };
-                    let source = if d.weight_source == WeightSource::Runtime { " (folder)" } else { "" };
-                    table.add_row([
-                        service.name.clone(),
-                        line.route.clone(),
-                        format!("{}{stable}", d.version),
-                        d.route.clone(),
-                        format!("{}%{source}", d.weight),
-                    ]);
-                }
-            }
-        }
-        let mut text = format!("{table}\nruntime folder {}, version {}\n", report.runtime_dir, report.version);
+        let lines = report.services.iter().map(|s| (s.name.as_str(), s.lines.as_slice()));
+        let mut text = format!("{}\nruntime folder {}, version {}\n", table(lines), report.runtime_dir, report.version);
         for e in &report.envoys {
             let mark = if e.converged { "ok" } else { "LAGGING" };
             text.push_str(&format!("{mark} {} ({}): {}\n", e.name, e.admin, e.detail));
@@ -230,13 +182,23 @@ pub(super) fn line_statuses(
     service: &Service,
     sample: &dyn Fn(&str) -> ClusterSample,
 ) -> Vec<LineStatus> {
-    service.lines.iter().map(|line| line_status(live, service, line, sample)).collect()
+    lines_of(&live.snapshot, service, sample)
 }
 
-fn line_status(live: &Connected, service: &Service, line: &Line, sample: &dyn Fn(&str) -> ClusterSample) -> LineStatus {
+/// Each line of `service` with the live weights `snapshot` holds and the numbers of `sample`.
+fn lines_of(snapshot: &Snapshot, service: &Service, sample: &dyn Fn(&str) -> ClusterSample) -> Vec<LineStatus> {
+    service.lines.iter().map(|line| line_status(snapshot, service, line, sample)).collect()
+}
+
+fn line_status(
+    snapshot: &Snapshot,
+    service: &Service,
+    line: &Line,
+    sample: &dyn Fn(&str) -> ClusterSample,
+) -> LineStatus {
     let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
-    let weights = live.snapshot.line_weights(service, line);
+    let weights = snapshot.line_weights(service, line);
     LineStatus {
         major: line.major,
         route: line.route.clone(),
@@ -282,17 +244,18 @@ fn filter_summary(service: &str, counts: &FilterCounts) -> String {
     line
 }
 
-fn table(report: &Report) -> Table {
+/// One row per deployment of each service's lines.
+fn table<'a>(services: impl Iterator<Item = (&'a str, &'a [LineStatus])>) -> Table {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["SERVICE", "LINE", "VERSION", "ROUTE", "WEIGHT", "REQUESTS", "5XX", "ERRORS", "P99"]);
-    for service in &report.services {
-        for line in &service.lines {
+    for (name, lines) in services {
+        for line in lines {
             for d in &line.deployments {
                 let stable = if d.stable { " (stable)" } else { "" };
                 let runtime = if d.weight_source == WeightSource::Runtime { " (runtime)" } else { "" };
                 table.add_row([
-                    service.name.clone(),
+                    name.to_owned(),
                     line.route.clone(),
                     format!("{}{stable}", d.version),
                     d.route.clone(),
