@@ -5,6 +5,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The native host's filter (`render envoy --host native`).
+const NATIVE_FILTER_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter";
 
 /// What a config dump holds of meshver.
 #[derive(Debug, Default)]
@@ -15,7 +18,7 @@ pub struct Discovered {
     pub weighted: BTreeMap<String, Vec<(String, u32)>>,
 }
 
-/// Walks a config dump for wasm filter configurations and weighted routes.
+/// Walks a config dump for meshver filter configurations (wasm or native) and weighted routes.
 pub fn discover(dump: &Value) -> Discovered {
     let mut found = Discovered::default();
     walk(dump, &mut found);
@@ -25,11 +28,14 @@ pub fn discover(dump: &Value) -> Discovered {
 fn walk(value: &Value, found: &mut Discovered) {
     match value {
         Value::Object(map) => {
-            if map.get("@type").and_then(Value::as_str) == Some(WASM_FILTER_TYPE) {
-                let config = map.get("config");
-                let text = config.and_then(|c| c.pointer("/configuration/value")).and_then(Value::as_str);
-                let is_meshver = config.and_then(|c| c.get("root_id")).and_then(Value::as_str) == Some("meshver");
-                if let (Some(text), true) = (text, is_meshver) {
+            let catalog = match map.get("@type").and_then(Value::as_str) {
+                Some(WASM_FILTER_TYPE) => map.get("config").filter(|c| c.get("root_id") == Some(&"meshver".into())),
+                Some(NATIVE_FILTER_TYPE) => Some(value).filter(|_| map.get("filter_name") == Some(&"meshver".into())),
+                _ => None,
+            };
+            if let Some(config) = catalog {
+                let text = ["/configuration/value", "/filter_config/value"].iter().find_map(|p| config.pointer(p));
+                if let Some(text) = text.and_then(Value::as_str) {
                     if !found.catalogs.iter().any(|c| c == text) {
                         found.catalogs.push(text.to_owned());
                     }
@@ -75,5 +81,14 @@ mod tests {
         let found = discover(&dump);
         assert_eq!(found.catalogs, ["{\"services\":[]}"]);
         assert_eq!(found.weighted["routing.user-v2"], [("user-2.1.0".to_owned(), 10), ("user-2.0.3".to_owned(), 90)]);
+    }
+
+    #[test]
+    fn finds_the_native_hosts_catalog() {
+        let filter = json!({"@type": NATIVE_FILTER_TYPE, "filter_name": "meshver",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "{\"services\":[]}"}});
+        let other = json!({"@type": NATIVE_FILTER_TYPE, "filter_name": "another",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": "{}"}});
+        assert_eq!(discover(&json!([filter, other])).catalogs, ["{\"services\":[]}"]);
     }
 }
