@@ -213,3 +213,45 @@ def test_an_envoy_without_mirror_policies_is_refused(tmp_path):
         result = meshver("rollout", "user", "--to", "2.1.0", "--shadow", "10", "--admin", envoy.admin_url)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "knows no shadow cluster user-2.1.0-shadow" in result.stderr, result.stderr
+
+
+def test_a_fleet_stops_a_candidate_failing_in_shadow_before_any_users_request(tmp_path):
+    """Three Envoys sharing one runtime folder, judged by a real Prometheus scraping all three: the
+    mirror keys go through the folder like the weights, every Envoy mirrors, and the fleet-wide
+    error rate of the copies stops the rollout before the candidate takes a user's request."""
+    catalog = {"services": [CATALOG["services"][0]]}
+    user = harness.compiled_catalog(catalog)["services"][0]
+    stable, candidate = (d["route"] for d in user["deployments"])
+    upstreams = {stable: harness.Upstream("user", "2.0.3"), candidate: harness.Upstream("user", "2.1.0")}
+    fleet = prometheus = None
+    try:
+        runtime_dir = tmp_path / "runtime"
+        fleet = harness.Fleet(catalog, upstreams, runtime_dir)
+        prometheus = harness.Prometheus([f"127.0.0.1:{e.admin_port}" for e in fleet.envoys], rule_files=(),
+                                        name="shadow-prometheus")
+        harness.wait_for(lambda: [v for _, v in prometheus.query("up")] == [1.0] * 3, 30, "Prometheus scraping the fleet")
+        (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+        fault_upstream = harness.http1("POST", f"{upstreams[candidate].url}/__fault?fail_rate=1")
+        assert fault_upstream.status == 200
+
+        def sender(envoy):
+            return lambda: harness.http1("GET", envoy.url + "/login", headers={"x-api-version": "2"}, timeout=5).status
+
+        with harness.Load([sender(envoy) for envoy in fleet.envoys]) as load:
+            result = meshver("rollout", "user", "--to", "2.1.0", "--shadow", "50%", "--steps", "50,100",
+                             "--interval", "3s", "--runtime-dir", runtime_dir, "--catalog", tmp_path / "catalog.json",
+                             "--prometheus", prometheus.url, *fleet.admin_flags(), timeout=120)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.startswith("meshver: stopped the rollout of user 2.1.0 in shadow: error rate 100.0%"), \
+            result.stderr
+        counted = harness.http1("GET", upstreams[candidate].url + "/__requests").json
+        assert counted["served"] == {} and counted["mirrored"].get("GET", 0) >= 20, counted
+        assert set(load.statuses) == {404}, set(load.statuses)  # the stable 2.0.3 has no GET /login
+        for envoy in fleet.envoys:
+            assert envoy.weights()[candidate] == 0, envoy.name
+            shadow = {k: v for k, v in envoy.runtime().items() if k.startswith("shadow")}
+            assert set(shadow.values()) == {0}, (envoy.name, shadow)
+    finally:
+        for part in (prometheus, fleet, *upstreams.values()):
+            if part:
+                part.stop()
