@@ -144,7 +144,7 @@ clean:
 # filter vs plain proxying vs Envoy's transform filter); results and method in BENCHMARKS.md.
 # About 15 minutes.
 .PHONY: bench
-bench: build cli venv
+bench: build cli venv h2load
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
 	cargo run --quiet -p meshver-trim-exports -- target/$(WASM_TARGET)/release/meshver_bench_empty_filter.wasm

@@ -10,12 +10,15 @@ echoes the path and version it saw):
   B   lua: envoy.filters.http.lua running bench/lua/meshver.lua on the demo catalog
   C   meshver: target/wasm32-wasip1/release/meshver.wasm on V8, the demo catalog
   C0  empty wasm: arm A's routes behind a proxy-wasm filter that does nothing
+  N   native meshver: target/dynamic-modules/libmeshver.so as Envoy's dynamic module filter
+      (`meshver render envoy --host native`), the demo catalog
 
-Each arm's answers to every kind of request in bench/mix.json are checked first (status,
-deployment reached, path and version header it saw, lifecycle headers, problem+json);
-then, in rounds with the arms interleaved, the front Envoy (one worker, pinned to CPU 0;
-load generator and upstream on CPU 1) is measured for CPU per request over a fixed
-number of requests, throughput at saturation, latency at a fixed open-loop rate, and RSS.
+Each arm's answers to every kind of request in bench/mix.json are checked first, over HTTP/1.1
+and HTTP/2 (status, deployment reached, the same one for a sticky key, path and version header
+it saw, lifecycle headers, problem+json, a rejected gRPC call's gRPC status); then, in rounds
+with the arms interleaved, the front Envoy (one worker, pinned to CPU 0; load generators and
+upstream on CPU 1) is measured for CPU per request over a fixed number of requests (HTTP/1.1,
+then HTTP/2), throughput at saturation, latency at a fixed open-loop rate, and RSS.
 
 The body arms (bench/body.json; bench/meshver_bench/body.py) do the same for JSON bodies of
 about 1 KB, 16 KB and 128 KB: plain proxying (P), Envoy's transform filter doing the nearest
@@ -39,7 +42,7 @@ from pathlib import Path
 from meshver_bench import body, catalog, measure, mix, report
 from meshver_bench.arms import ARM_NAMES, ARMS, Arms, upstream_config, url_of
 from meshver_bench.env import (BODY_WASM, EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX,
-                               OPENLOOP, RESULTS, harness, log, run, start_envoy)
+                               NATIVE_MODULE, OPENLOOP, RESULTS, harness, log, run, start_envoy)
 
 # Counts of a full run, and of --quick (one round, tiny counts: checks that the bench works,
 # its figures mean little). body_counts: requests per body arm and round, for each size.
@@ -81,12 +84,16 @@ def parse_args():
 
 def write_scripts(work, reqs, count):
     """The load generators' inputs for these requests: the wrk script sending them in turn,
-    the same stopping after one burst of the CPU step, and the raw requests for openloop."""
+    the same stopping after one burst of the CPU step, and the raw requests for openloop; and
+    the HTTP/2 step's burst, an h2load run per kind (each of the URLs a path to put after the
+    arm's own)."""
     scripts = {"wrk": work / "mix.lua", "wrk_burst": work / "mix-burst.lua", "raw": work / "mix.http"}
     scripts["wrk"].write_text(mix.wrk_script(reqs))
     scripts["wrk_burst"].write_text(mix.wrk_script(reqs, stop_after=count // measure.BURSTS))
     scripts["raw"].write_bytes(mix.raw_requests(reqs))
-    return scripts
+    per_kind = max(1, count // measure.BURSTS // len(reqs))
+    h2 = {"wrk": scripts["wrk"], "h2_burst": mix.h2load_runs(reqs, "", per_kind)}
+    return scripts, h2
 
 
 def machine():
@@ -99,15 +106,18 @@ def machine():
 
 
 def check_arms(configs, arms, reqs, lifecycles):
-    """Each arm alone answers every kind as the mix expects; exits before any timing if not."""
+    """Each arm alone answers every kind as the mix expects, over HTTP/1.1 and HTTP/2; exits
+    before any timing if not."""
     failures = []
     for arm in arms:
         front = start_envoy(f"check-{arm}", configs[arm], ENVOY_CPU)
         try:
-            problems = mix.check_answers(arm, url_of(configs[arm]), reqs, lifecycles)
+            problems = [p for http2 in (False, True)
+                        for p in mix.check_answers(arm, url_of(configs[arm]), reqs, lifecycles, http2)]
         finally:
             front.stop()
-        log(f"check arm {arm} ({ARM_NAMES[arm]}): {'ok' if not problems else 'WRONG'} ({len(reqs)} kinds)")
+        log(f"check arm {arm} ({ARM_NAMES[arm]}): {'ok' if not problems else 'WRONG'} "
+            f"({len(reqs)} kinds, HTTP/1.1 and HTTP/2)")
         failures += problems
     if failures:
         for f in failures:
@@ -115,22 +125,27 @@ def check_arms(configs, arms, reqs, lifecycles):
         sys.exit("some arm answers wrongly: no timing")
 
 
-def one_round(r, configs, arms, args, scripts):
-    """(1) CPU per request of all arms in alternating bursts; then, one arm at a time in the
-    round's order, (2) saturation and (3) latency, (4) RSS per further worker."""
+def one_round(r, configs, arms, args, scripts, h2_scripts):
+    """(1) CPU per request of all arms in alternating bursts, over HTTP/1.1 then over HTTP/2;
+    then, one arm at a time in the round's order, (2) saturation and (3) latency, (4) RSS per
+    further worker."""
     order = arms[r % len(arms):] + arms[:r % len(arms)]
-    result = measure.cpu_per_request(configs, arms, {arm: scripts for arm in arms}, args.connections)
+    result, h2 = measure.cpu_per_request_each(configs, arms, [{arm: scripts for arm in arms},
+                                                              {arm: h2_scripts for arm in arms}], args.connections)
     for arm in order:
         m = result[arm]
+        m.update({f"{key}_h2": value for key, value in h2[arm].items()})
         m.update(measure.saturation_and_latency(arm, configs[arm], args, scripts))
         m["rss_per_worker_mb"] = measure.rss_per_worker(arm, configs[arm], args, scripts, m["rss_idle_mb"])
-        log(f"round {r + 1}/{args.rounds} arm {arm:2}: cpu {m['cpu_us_per_req']:6.2f} µs/req  "
+        log(f"round {r + 1}/{args.rounds} arm {arm:2}: cpu {m['cpu_us_per_req']:6.2f} µs/req "
+            f"(HTTP/2 {m['cpu_us_per_req_h2']:6.2f})  "
             f"{m['rps']:8.0f} req/s (core {m['envoy_core_busy'] * 100:3.0f}%)  p50 {m['p50_us']:6.0f} µs  "
             f"p99 {m['p99_us']:6.0f} µs  rss {m['rss_idle_mb']:.1f}/{m['rss_load_mb']:.1f} MiB "
             f"(+{m['rss_per_worker_mb']:.1f} per worker)  "
             f"2xx/4xx/5xx {m['status_2xx']}/{m['status_4xx']}/{m['status_5xx']}")
-        if m["status_5xx"] or m["wrk_errors"] or m["latency_errors"] or m["critical_log_lines"]:
-            log(f"  WARNING: errors in arm {arm}: {m['status_5xx']} 5xx, {m['wrk_errors']} wrk errors, "
+        if m["status_5xx"] or m["status_5xx_h2"] or m["wrk_errors"] or m["latency_errors"] or m["critical_log_lines"]:
+            log(f"  WARNING: errors in arm {arm}: {m['status_5xx']} 5xx ({m['status_5xx_h2']} over HTTP/2), "
+                f"{m['wrk_errors']} wrk errors, "
                 f"{m['latency_errors']} open-loop errors, {m['critical_log_lines']}")
     return result
 
@@ -163,7 +178,7 @@ def by_kind(mix_data, configs, arms, args, work):
                ("whole mix", kinds)]
     rows = []
     for name, group in groups:
-        scripts = write_scripts(work, mix.requests(mix_data, group), args.count)
+        scripts, _ = write_scripts(work, mix.requests(mix_data, group), args.count)
         cpu = {arm: [] for arm in arms}
         for _ in range(args.rounds):
             per_arm = {arm: scripts for arm in arms}
@@ -182,7 +197,8 @@ def main():
     body_wasm = wasm.with_name(BODY_WASM.name)
     parts = (args.only,) if args.only else ("header",) if args.by_kind else PARTS
     arms = [a for a in ARMS if a == "A" or a in args.arms.split(",")] if "header" in parts else []
-    needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI), "body": (wasm, body_wasm, MESHVER_CLI)}
+    needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI) + ((NATIVE_MODULE,) if "N" in arms else ()),
+              "body": (wasm, body_wasm, MESHVER_CLI)}
     for path in {p for part in parts for p in needed[part]}:
         if not path.exists():
             sys.exit(f"{path} is missing: run `make bench` (it builds it)")
@@ -195,7 +211,7 @@ def main():
     mix_data = json.loads(MIX.read_text())
     reqs = mix.requests(mix_data)
     work = Path(tempfile.mkdtemp(prefix="meshver-bench-"))
-    scripts = write_scripts(work, reqs, args.count)
+    scripts, h2_scripts = write_scripts(work, reqs, args.count)
     spec = body.Spec()
     body_arms = body.BodyArms(spec, wasm, body_wasm, work)
     body_scripts = body.write_scripts(spec, work, args.body_counts)
@@ -209,10 +225,11 @@ def main():
     # The upstreams (the header arms': one listener per deployment; the body arms': one
     # answering each size), and each arm's front Envoy in front of them.
     upstream_ports = {d["route"]: harness.free_port() for s in services for d in s["deployments"]}
-    route_config = catalog.rendered_route_config(upstream_ports, wasm)
+    route_config, clusters = catalog.rendered_routes_and_clusters(upstream_ports, wasm)
     keyed = catalog.keyed_routes(route_config, compiled["route_header"])
     lifecycles = catalog.lifecycle_headers(compiled)
-    fronts = Arms(services, compiled["route_header"], route_config, keyed, upstream_ports, wasm)
+    native_filter = catalog.rendered_native_filter(upstream_ports, wasm) if "N" in arms else None
+    fronts = Arms(services, compiled["route_header"], route_config, keyed, clusters, wasm, native_filter)
     configs = {arm: fronts.front(arm) for arm in arms}
     body_port = harness.free_port()
     body_configs = body_arms.fronts(body_port) if "body" in parts else {}
@@ -236,7 +253,7 @@ def main():
         if args.by_kind:
             return print(by_kind(mix_data, configs, arms, args, work))
         if "header" in parts:
-            rounds = [one_round(r, configs, arms, args, scripts) for r in range(args.rounds)]
+            rounds = [one_round(r, configs, arms, args, scripts, h2_scripts) for r in range(args.rounds)]
         if "body" in parts:
             body_rounds = [body_round(r, spec, body_configs, args, body_scripts) for r in range(args.rounds)]
     finally:
@@ -253,6 +270,7 @@ def main():
     if "header" in parts:
         mix_ns = measure.criterion_ns("mix of")
         results.update({"empty_module_bytes": EMPTY_WASM.stat().st_size,
+                        "native_module_bytes": NATIVE_MODULE.stat().st_size if "N" in arms else None,
                         "decide_ns_per_request": mix_ns / len(reqs) if mix_ns else None,
                         "decide_in_v8": measure.decide_in_v8(), "mix_kinds": len(reqs), "arms": arms,
                         "summary": report.summarize(rounds, arms), "rounds": rounds})
@@ -260,11 +278,17 @@ def main():
             results["previous"] = {"date": previous["date"], "summary": {"C": previous["summary"]["C"]}}
     if "body" in parts:
         results["body"] = report.body_results(spec, body_rounds, body_wasm)
-    # Only a full run of all arms on the build `make build` leaves is the published one.
-    official = (len(arms) == len(ARMS) and parts == PARTS and wasm == MESHVER_WASM.resolve()
-                and not args.quick)
+    # Only a run of all header arms (and of all parts, or of one with --only) on the build
+    # `make build` leaves is the published one; a run of one part keeps the other part's last
+    # published results in latest.json.
+    official = ("header" not in parts or len(arms) == len(ARMS)) and wasm == MESHVER_WASM.resolve() and not args.quick
+    if official and previous and parts != PARTS:
+        # The other part's figures are the previous run's: its date and load go with them.
+        other = "body" if "header" in parts else "header"
+        kept = report.part_of(previous, other)
+        results = {**kept, **results}
     report.save(results, "latest.json" if official else "experiment.json")
-    report.publish(results, write=official)
+    report.publish(results, write=official, parts=parts)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,21 @@ local function json_string(s)
   end) .. '"'
 end
 
-local function reject(handle, service, slug, title, detail, requested)
+-- A gRPC client cannot read problem+json: it gets HTTP 200 with the matching gRPC status.
+local GRPC_CODES = { ["malformed-version"] = "3", ["version-conflict"] = "3", ["unsupported-version"] = "12" }
+
+local function reject(handle, service, slug, title, detail, requested, grpc)
+  if grpc then
+    handle:respond({
+      [":status"] = "200",
+      ["content-type"] = "application/grpc",
+      ["grpc-status"] = GRPC_CODES[slug],
+      ["grpc-message"] = detail,
+      ["meshver-problem-type"] = "urn:meshver:problem:" .. slug,
+      ["api-supported-versions"] = table.concat(service.supported, ", "),
+    }, "")
+    return
+  end
   local versions = {}
   for i, v in ipairs(service.supported) do versions[i] = json_string(v) end
   local body = '{"type":"urn:meshver:problem:' .. slug .. '","title":' .. json_string(title)
@@ -88,6 +102,18 @@ local function reject(handle, service, slug, title, detail, requested)
     ["api-supported-versions"] = table.concat(service.supported, ", "),
     ["cache-control"] = "no-store",
   }, body)
+end
+
+-- A client's sticky bucket, 0000-9999, for the weighted route's header_name: FNV-1a (32 bits)
+-- of the key where meshver uses xxh3 (the same job: a stable number per client).
+local function sticky_bucket(key)
+  local hash = 2166136261
+  for i = 1, #key do
+    hash = bit.bxor(hash, key:byte(i))
+    -- hash * 16777619 mod 2^32, without losing bits in a double: 16777619 = 2^24 + 403.
+    hash = bit.tobit(bit.lshift(hash, 24) + hash * 403)
+  end
+  return string.format("%04d", (hash % 4294967296) % 10000)
 end
 
 local function split_path(full)
@@ -203,16 +229,18 @@ function envoy_on_request(handle)
     if #found > before then used[source] = true end
   end
 
+  local ct = headers:get("content-type")
+  local grpc = ct ~= nil and ct:sub(1, 16) == "application/grpc"
   local requested
   for _, f in ipairs(found) do
     local v, err = parse_version(f[2])
     if not v then
       return reject(handle, service, "malformed-version", "Malformed API version",
-        "The " .. f[1] .. " gives " .. json_string(f[2]) .. ", which is not a version: " .. err .. ".", nil)
+        "The " .. f[1] .. " gives " .. json_string(f[2]) .. ", which is not a version: " .. err .. ".", nil, grpc)
     end
     if requested and not same_range(requested, v) then
       return reject(handle, service, "version-conflict", "Conflicting API versions",
-        "The request asks for version " .. version_text(requested) .. " and " .. version_text(v) .. "; send one version.", nil)
+        "The request asks for version " .. version_text(requested) .. " and " .. version_text(v) .. "; send one version.", nil, grpc)
     end
     requested = requested or v
   end
@@ -226,7 +254,7 @@ function envoy_on_request(handle)
   if #candidates == 0 then
     return reject(handle, service, "unsupported-version", "Unsupported API version",
       "No deployment of " .. service.name .. " serves version " .. text .. " (semver range ^" .. text
-        .. "). Deployed: " .. table.concat(service.supported, ", ") .. ".", text)
+        .. "). Deployed: " .. table.concat(service.supported, ", ") .. ".", text, grpc)
   end
 
   local newest = candidates[#candidates]
@@ -235,6 +263,11 @@ function envoy_on_request(handle)
   if line and line.size == #candidates then route = line.route end
   headers:replace(CATALOG.route_header, route)
   headers:replace(service.version_header, text)
+  if service.sticky_header then
+    local key = headers:get(service.sticky_header)
+    key = key and key:match("^%s*(.-)%s*$")
+    if key and key ~= "" then headers:replace("x-meshver-sticky", sticky_bucket(key)) end
+  end
   if used.path or used.suffix or used.query then
     local p = path
     if used.path then p = lead_rest end

@@ -5,8 +5,10 @@
   B   lua: envoy.filters.http.lua running bench/lua/meshver.lua on the demo catalog
   C   meshver: meshver.wasm on V8 with the demo catalog
   C0  empty wasm: arm A's routes behind a proxy-wasm filter that does nothing
+  N   native meshver: target/dynamic-modules/libmeshver.so, Envoy's dynamic module filter as
+      `meshver render envoy --host native` writes it, the demo catalog
 
-Arms B and C route on the route config `meshver render envoy` writes; arm A's routes send
+Arms B, C and N route on the route config `meshver render envoy` writes; arm A's routes send
 each version class to the route action (and lifecycle headers) rendered for its route key,
 so that after the decision every arm does the same work.
 """
@@ -17,8 +19,8 @@ import re
 
 from .env import CATALOG, EMPTY_WASM, LUA, harness
 
-ARMS = ["A", "B", "C0", "C"]
-ARM_NAMES = {"A": "native", "B": "lua", "C0": "empty wasm", "C": "meshver"}
+ARMS = ["A", "B", "C0", "C", "N"]
+ARM_NAMES = {"A": "native", "B": "lua", "C0": "empty wasm", "C": "meshver", "N": "meshver native"}
 
 # Arm A's version classes for examples/catalog.json, written by hand: which requested
 # versions each line or deployment serves under semver caret rules (1.4.0 | 2.0.3 2.1.0 for
@@ -54,13 +56,6 @@ def listener(name, port, filters):
 
 def admin(port):
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
-
-
-def clusters(ports):
-    return [{"name": name, "type": "STATIC", "connect_timeout": "1s",
-             "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
-                 "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
-            for name, port in ports.items()]
 
 
 def set_header(key, value):
@@ -128,12 +123,26 @@ def native_routes(services, route_config, keyed):
                   "response_headers_to_add": [set_header("content-type", "application/problem+json"),
                                               set_header("api-supported-versions", ", ".join(s["versions"])),
                                               set_header("cache-control", "no-store")]}
+        # A gRPC client cannot read problem+json: HTTP 200 with the gRPC status (UNIMPLEMENTED,
+        # as meshver answers an unsupported version) and the problem type as metadata.
+        grpc_reject = {"direct_response": {"status": 200}, "response_headers_to_add": [
+            set_header("content-type", "application/grpc"), set_header("grpc-status", "12"),
+            set_header("grpc-message", "No deployment serves the requested version."),
+            set_header("meshver-problem-type", "urn:meshver:problem:unsupported-version"),
+            set_header("api-supported-versions", ", ".join(s["versions"]))]}
 
         def forward(key, version, extra=None):
             # Where the route key goes, and the response headers it adds, as rendered.
             rendered = keyed[key]
             r = {"route": copy.deepcopy(rendered["route"]), "request_headers_to_add": [set_header(vh, version)],
                  "response_headers_to_add": copy.deepcopy(rendered.get("response_headers_to_add", []))}
+            weighted = r["route"].get("weighted_clusters")
+            if weighted and s.get("sticky_header"):
+                # Sticky clients: Envoy hashes the client's key (route hash policy) instead of
+                # reading the number meshver writes; without a key it picks at random.
+                weighted.pop("header_name", None)
+                weighted["use_hash_policy"] = True
+                r["route"]["hash_policy"] = [{"header": {"header_name": s["sticky_header"]}}]
             r["route"].update(extra or {})
             return r
 
@@ -189,6 +198,8 @@ def native_routes(services, route_config, keyed):
             else:
                 m = {"safe_regex": regex(r"/[^/]*\.[vV][0-9]+\.[^/]*/.*"), "headers": [
                     {"name": "content-type", "string_match": {"prefix": "application/grpc"}}]}
+                routes.append({"match": m, **grpc_reject})
+                continue
             routes.append({"match": m, **reject})
         # No version anywhere: the default.
         default_key = next(k for k, v, _, _ in classes if v == s["default"])
@@ -231,6 +242,8 @@ def lua_catalog(services, route_header):
                "default": parts(s["default"])}
         if s.get("accept_vendor"):
             svc["accept_vendor"] = s["accept_vendor"]
+        if s.get("sticky_header"):
+            svc["sticky_header"] = s["sticky_header"]
         out.append(svc)
     return "CATALOG = " + lua({"route_header": route_header, "services": out}) + "\n"
 
@@ -241,14 +254,16 @@ class Arms:
     """The front Envoy config of each arm, from the compiled catalog and the rendered routes.
 
     services: catalog.services(); route_header: the compiled catalog's; route_config: the
-    rendered route config (catalog.rendered_route_config); keyed: catalog.keyed_routes of it;
-    upstream_ports: deployment route key -> port of the upstream's listener for it.
+    rendered route config and clusters (catalog.rendered_routes_and_clusters); keyed:
+    catalog.keyed_routes of the routes;
+    native_filter: arm N's filter (catalog.rendered_native_filter).
     """
 
-    def __init__(self, services, route_header, route_config, keyed, upstream_ports, meshver_wasm):
+    def __init__(self, services, route_header, route_config, keyed, clusters, meshver_wasm, native_filter=None):
         self.services, self.route_header = services, route_header
         self.route_config, self.keyed = route_config, keyed
-        self.upstream_ports, self.meshver_wasm = upstream_ports, meshver_wasm
+        self.clusters, self.meshver_wasm = clusters, meshver_wasm
+        self.native_filter = native_filter
 
     def front(self, arm):
         """Arm `arm`'s front Envoy (listener and admin on free ports)."""
@@ -261,6 +276,8 @@ class Arms:
             routes = native_routes(self.services, self.route_config, self.keyed)
         elif arm == "C":
             filters, routes = [wasm_filter("meshver", self.meshver_wasm, CATALOG.read_text())], self.route_config
+        elif arm == "N":
+            filters, routes = [self.native_filter], self.route_config
         elif arm == "B":
             code = lua_catalog(self.services, self.route_header) + LUA.read_text()
             filters = [{"name": "envoy.filters.http.lua", "typed_config": {
@@ -273,4 +290,4 @@ class Arms:
         runtime = {"layers": [{"name": "static", "static_layer": {"re2.max_program_size.error_level": 1000}}]}
         return {"admin": admin(harness.free_port()), "layered_runtime": runtime, "static_resources": {
             "listeners": [listener("front", harness.free_port(), hcm("bench", routes, filters))],
-            "clusters": clusters(self.upstream_ports)}}
+            "clusters": self.clusters}}

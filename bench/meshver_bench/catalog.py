@@ -46,7 +46,8 @@ def services(compiled):
     """Per service, in catalog order, what the arms need (all of it from the compiled catalog):
 
     name, prefixes, default (the default version as written, e.g. "1"), sources, version_header,
-    query_param, accept_vendor (None: any), versions (deployed, ascending), deployments
+    query_param, accept_vendor (None: any), sticky_header (the header holding a client's sticky
+    key; None: no sticky key), versions (deployed, ascending), deployments
     ([{route, version, major}], ascending), lines ({major: {route, deployments}}).
     """
     out = []
@@ -60,6 +61,7 @@ def services(compiled):
             "version_header": _required(s, "version_header"),
             "query_param": _required(s, "query_param"),
             "accept_vendor": s.get("accept_vendor"),
+            "sticky_header": (s.get("sticky") or {}).get("header"),
             "versions": _required(s, "supported_versions"),
             "deployments": [{"route": d["route"], "version": d["version"], "major": d["major"]}
                             for d in deployments],
@@ -69,9 +71,10 @@ def services(compiled):
     return out
 
 
-def rendered_bootstrap(upstream_ports, wasm, catalog_path=CATALOG, admin_port=9901, port=10000, body_wasm=None):
-    """The bootstrap `meshver render envoy` writes for one listener named `bench` on `port`
-    serving `catalog_path`, with these upstreams (deployment route key -> port)."""
+def rendered_bootstrap(upstream_ports, wasm, catalog_path=CATALOG, admin_port=9901, port=10000, body_wasm=None,
+                       host="wasm"):
+    """The bootstrap `meshver render envoy --host HOST` writes for one listener named `bench` on
+    `port` serving `catalog_path`, with these upstreams (deployment route key -> port)."""
     work = Path(tempfile.mkdtemp(prefix="meshver-bench-render-"))
     try:
         mesh = {"admin": f"127.0.0.1:{admin_port}", "wasm": str(wasm),
@@ -80,7 +83,7 @@ def rendered_bootstrap(upstream_ports, wasm, catalog_path=CATALOG, admin_port=99
         if body_wasm:
             mesh["body_wasm"] = str(body_wasm)
         (work / "mesh.json").write_text(json.dumps(mesh))
-        return _cli("render", "envoy", str(work / "mesh.json"))
+        return _cli("render", "envoy", "--host", host, str(work / "mesh.json"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -90,11 +93,21 @@ def hcm_of(bootstrap):
     return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
-def rendered_route_config(upstream_ports, wasm):
-    """The route config of the bootstrap `meshver render envoy` writes for the demo catalog
-    and these upstreams (deployment route key -> port): an exact match on the route header
-    per route key, weighted clusters for lines, lifecycle headers as response_headers_to_add."""
-    return hcm_of(rendered_bootstrap(upstream_ports, wasm))["route_config"]
+def rendered_routes_and_clusters(upstream_ports, wasm):
+    """The route config and the clusters of the bootstrap `meshver render envoy` writes for the
+    demo catalog and these upstreams (deployment route key -> port): an exact match on the route
+    header per route key, weighted clusters for lines, lifecycle headers as
+    response_headers_to_add; a cluster per deployment (and any other the routes name, such as a
+    staged shadow's mirror)."""
+    bootstrap = rendered_bootstrap(upstream_ports, wasm)
+    return hcm_of(bootstrap)["route_config"], bootstrap["static_resources"]["clusters"]
+
+
+def rendered_native_filter(upstream_ports, wasm):
+    """The header filter `meshver render envoy --host native` writes for the demo catalog: Envoy's
+    dynamic module filter loading libmeshver.so with the catalog as its config."""
+    hcm = hcm_of(rendered_bootstrap(upstream_ports, wasm, host="native"))
+    return next(f for f in hcm["http_filters"] if f["name"] == "meshver")
 
 
 def keyed_routes(route_config, route_header):

@@ -24,6 +24,8 @@ EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.was
 DECIDE_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_decide_wasm.wasm"
 BODY_WASM_BENCH = ROOT / "target/wasm32-wasip1/release/meshver_bench_body_wasm.wasm"
 OPENLOOP = ROOT / "target/release/openloop"
+# The native host (`make build`), which the harness's Envoy finds on its module search path.
+NATIVE_MODULE = harness.NATIVE_MODULE
 # The operator CLI `make bench` builds; MESHVER_CLI=path uses another (as in the e2e tests).
 MESHVER_CLI = Path(os.environ.get("MESHVER_CLI") or ROOT / "target/release/meshver")
 CRITERION = ROOT / "target/bench-decide/criterion/decide"

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from .arms import url_of
-from .env import (BODY_WASM_BENCH, CRITERION, DECIDE_WASM, ENVOY_CPU, LOADGEN_CPU, OPENLOOP, ROOT, harness, run,
-                  start_envoy)
+from .env import (BODY_WASM_BENCH, CRITERION, DECIDE_WASM, ENVOY_CPU, LOADGEN_CPU, OPENLOOP, ROOT, harness, log,
+                  run, start_envoy)
 
 # The fixed-count CPU run of each round is sent in this many bursts, alternating between arms.
 BURSTS = 8
@@ -105,6 +105,27 @@ def send_count(envoy, url, script, connections):
         harness._stop_process(gen, signal.SIGINT, 5)
 
 
+def send_h2_burst(url, runs):
+    """Runs one burst of HTTP/2 requests: every kind's h2load run (mix.h2load_runs, its URL a
+    path on `url`) at once, to their ends. Returns the problems (a run failed, or did not send
+    every request)."""
+    procs = [subprocess.Popen(["taskset", "-c", LOADGEN_CPU, *cmd[:-1], url + cmd[-1]], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for cmd in runs]
+    problems = []
+    for cmd, proc in zip(runs, procs):
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            harness._stop_process(proc, signal.SIGINT, 5)
+            problems.append(f"h2load {cmd[-1]} did not end in 60 s")
+            continue
+        # (h2load counts a 4xx answer as failed: the statuses are Envoy's to count.)
+        sent = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, \d+ succeeded, \d+ failed, 0 errored", out)
+        if proc.returncode != 0 or not sent or len(set(sent.groups())) != 1:
+            problems.append(f"h2load {cmd[-1]}: exit {proc.returncode}: {out[-300:]}")
+    return problems
+
+
 # ---------------------------------------------------------------- the steps of a round
 
 def cpu_per_request(configs, arms, scripts, connections, requests="total"):
@@ -115,8 +136,9 @@ def cpu_per_request(configs, arms, scripts, connections, requests="total"):
     and one reading per burst would add that rounding eight times.
 
     scripts: per arm, {"wrk": its requests, "wrk_burst": the same stopping after count / BURSTS
-    answers}. requests: the Envoy counter that counts them (`completed` leaves out the few
-    requests cut off when wrk stops, which matters when each carries a large body)."""
+    answers}, or {"h2_burst": h2load runs sending one burst over HTTP/2 (mix.h2load_runs)}.
+    requests: the Envoy counter that counts them (`completed` leaves out the few requests cut
+    off when wrk stops, which matters when each carries a large body)."""
     return cpu_per_request_each(configs, arms, [scripts], connections, requests)[0]
 
 
@@ -134,7 +156,11 @@ def cpu_per_request_each(configs, arms, scripts_each, connections, requests="tot
             before = {arm: counts(front, requests) for arm, front in fronts.items()}
             for burst in range(BURSTS):
                 for arm in arms[burst % len(arms):] + arms[:burst % len(arms)]:
-                    send_count(fronts[arm], url_of(configs[arm]), scripts[arm]["wrk_burst"], connections)
+                    if "h2_burst" in scripts[arm]:
+                        for problem in send_h2_burst(url_of(configs[arm]), scripts[arm]["h2_burst"]):
+                            log(f"  WARNING: arm {arm}: {problem}")
+                    else:
+                        send_count(fronts[arm], url_of(configs[arm]), scripts[arm]["wrk_burst"], connections)
             result = {}
             for arm, front in fronts.items():
                 cpu, n, s2xx, s4xx, s5xx = (b - a for a, b in zip(before[arm], counts(front, requests)))

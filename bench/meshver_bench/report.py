@@ -10,7 +10,9 @@ from .env import BENCHMARKS_MD, BODY_CRITERION, RESULTS, ROOT, log
 from .measure import body_in_v8, criterion_median_ns
 
 # (key in each round's results, row label, digits shown)
-METRICS = [("cpu_us_per_req", "Envoy CPU per request (µs)", 2), ("rps", "throughput at saturation (req/s)", 0),
+METRICS = [("cpu_us_per_req", "Envoy CPU per request (µs)", 2),
+           ("cpu_us_per_req_h2", "Envoy CPU per request over HTTP/2 (µs)", 2),
+           ("rps", "throughput at saturation (req/s)", 0),
            ("p50_us", "p50 latency at fixed rate (µs)", 0), ("p99_us", "p99 latency at fixed rate (µs)", 0),
            ("rss_idle_mb", "RSS idle, 1 worker (MiB)", 1), ("rss_load_mb", "RSS under load, 1 worker (MiB)", 1),
            ("rss_per_worker_mb", "RSS of each further worker (MiB)", 1)]
@@ -20,6 +22,12 @@ BODY_MARKERS = ("<!-- body-results:start -->", "<!-- body-results:end -->")
 # in question (P: no filter at all; H0: meshver's header filter alone; H: meshver's two
 # filters, no body work).
 BODY_COMPARISONS = [("T", "P"), ("M1", "H"), ("M3", "H"), ("M1", "P"), ("M3", "P"), ("H0", "P"), ("H", "H0")]
+# Arm N's goals against arm A (issue 16, item 4): added CPU per request, throughput, RSS; and the
+# first wasm VM's memory against the empty filter's (item 5).
+NATIVE_ADDED_US_TARGET, NATIVE_RPS_RATIO_TARGET, NATIVE_RSS_MIB_TARGET, WASM_RSS_OVER_EMPTY_MIB_TARGET = 1, 0.97, 5, 5
+# The top-level keys of a run's results that belong to the header arms (part_of).
+HEADER_KEYS = ("empty_module_bytes", "decide_ns_per_request", "decide_in_v8", "mix_kinds", "arms", "summary", "rounds",
+               "native_module_bytes")
 # The body arms' targets (issue 12, item 7).
 BODY_MBPS_TARGET, BODY_ADDED_US_TARGET, MODULE_BYTES_TARGET = 150, 20, 1 << 20
 
@@ -31,12 +39,16 @@ def summarize(rounds, arms):
     for arm in arms:
         summary[arm] = {}
         for key, _, _ in METRICS:
+            if any(key not in r[arm] for r in rounds):
+                continue  # a run from before the metric
             values = [r[arm][key] for r in rounds]
             ratios = [r[arm][key] / r["A"][key] if r["A"][key] else float("nan") for r in rounds]
             summary[arm][key] = {"median": statistics.median(values), "min": min(values), "max": max(values),
                                  "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
                                  "ratio_max": max(ratios)}
-        for key in ("cpu_us_per_req", "rss_idle_mb", "rss_load_mb", "rss_per_worker_mb"):
+        for key in ("cpu_us_per_req", "cpu_us_per_req_h2", "rss_idle_mb", "rss_load_mb", "rss_per_worker_mb"):
+            if any(key not in r[arm] for r in rounds):
+                continue
             added = [r[arm][key] - r["A"][key] for r in rounds]
             summary[arm][f"added_{key}"] = {"median": statistics.median(added), "min": min(added), "max": max(added)}
         summary[arm]["envoy_core_busy"] = statistics.median(r[arm]["envoy_core_busy"] for r in rounds)
@@ -48,6 +60,8 @@ def table(summary, arms):
     out = ["| metric | " + " | ".join(f"{a} {ARM_NAMES[a]}" for a in arms) + " |",
            "|---|" + "---|" * len(arms)]
     for key, label, digits in METRICS:
+        if key not in summary["A"]:
+            continue
         cells = []
         for arm in arms:
             s = summary[arm][key]
@@ -57,8 +71,11 @@ def table(summary, arms):
             cells.append(cell)
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     for key, label in (("cpu_us_per_req", "added CPU per request vs A (µs)"),
+                       ("cpu_us_per_req_h2", "added CPU per request over HTTP/2 vs A (µs)"),
                        ("rss_load_mb", "added RSS under load vs A (MiB, 1 worker)"),
                        ("rss_per_worker_mb", "added RSS per further worker vs A (MiB)")):
+        if "added_" + key not in summary[arms[-1]]:
+            continue
         cells = ["—"] + [f"{summary[a]['added_' + key]['median']:+.2f} ({summary[a]['added_' + key]['min']:+.2f}"
                          f"–{summary[a]['added_' + key]['max']:+.2f})" for a in arms[1:]]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -89,8 +106,30 @@ def targets(summary, rounds, module_bytes, decide_ns_per_req):
         ("decision path natively < 1 µs per request", f"{decide_ns_per_req:.0f} ns" if decide_ns_per_req else "n/a",
          bool(decide_ns_per_req) and decide_ns_per_req < 1000),
     ]
+    over_empty = [r["C"]["rss_load_mb"] - r["C0"]["rss_load_mb"] for r in rounds]
+    over_empty_mib = statistics.median(over_empty)
+    rows.append((f"meshver's first VM within {WASM_RSS_OVER_EMPTY_MIB_TARGET} MiB of the empty filter's (RSS under "
+                 "load, 1 worker, C − C0 within a round)",
+                 f"{over_empty_mib:+.1f} MiB ({min(over_empty):+.1f} to {max(over_empty):+.1f})",
+                 over_empty_mib <= WASM_RSS_OVER_EMPTY_MIB_TARGET))
+    if "N" in summary:
+        n = summary["N"]
+        added_n = n["added_cpu_us_per_req"]["median"]
+        added_n_h2 = n.get("added_cpu_us_per_req_h2", {}).get("median")
+        vs_c = statistics.median(r["N"]["cpu_us_per_req"] - r["C"]["cpu_us_per_req"] for r in rounds)
+        rows += [
+            (f"native meshver (N) added CPU per request over A ≤ {NATIVE_ADDED_US_TARGET} µs",
+             f"{added_n:+.2f} µs ({n['added_cpu_us_per_req']['min']:+.2f} to {n['added_cpu_us_per_req']['max']:+.2f}); "
+             + (f"over HTTP/2 {added_n_h2:+.2f} µs; " if added_n_h2 is not None else "")
+             + f"{vs_c:+.2f} µs against the wasm filter (C)", added_n <= NATIVE_ADDED_US_TARGET),
+            (f"native meshver throughput ≥ {NATIVE_RPS_RATIO_TARGET} × A", f"×{n['rps']['ratio_median']:.3f}",
+             n["rps"]["ratio_median"] >= NATIVE_RPS_RATIO_TARGET),
+            (f"native meshver RSS within {NATIVE_RSS_MIB_TARGET} MiB of A (under load, 1 worker)",
+             f"{n['added_rss_load_mb']['median']:+.1f} MiB", n["added_rss_load_mb"]["median"] <= NATIVE_RSS_MIB_TARGET),
+            ("native meshver p99 at fixed rate (no goal)", f"×{n['p99_us']['ratio_median']:.3f} of A", None),
+        ]
     lines = ["| target | measured (median) | met? |", "|---|---|---|"]
-    lines += [f"| {t} | {m} | {'met' if ok else '**missed**'} |" for t, m, ok in rows]
+    lines += [f"| {t} | {m} | {'—' if ok is None else 'met' if ok else '**missed**'} |" for t, m, ok in rows]
     return "\n".join(lines)
 
 
@@ -252,13 +291,23 @@ def save(report, name):
     log(f"results saved to {(RESULTS / name).relative_to(ROOT)}")
 
 
-def publish(report, write):
+def part_of(run, part):
+    """The results of one part ("header" or "body") of a saved run, to keep beside a run of the
+    other part alone; each part's own date and load go with it."""
+    about = {k: run[k] for k in ("date", "machine", "uptime_before", "uptime_after") if k in run}
+    if part == "body":
+        return {"body": {"run": about, **run["body"]}} if "body" in run else {}
+    kept = {k: run[k] for k in HEADER_KEYS if k in run}
+    return {**kept, "header_run": run.get("header_run", about)} if kept else {}
+
+
+def publish(report, write, parts=("header", "body")):
     """The results text of each part run (printed, and put between its markers in
     BENCHMARKS.md if `write`)."""
     texts = {}
-    if "summary" in report:
+    if "summary" in report and "header" in parts:
         texts[MARKERS] = header_text(report)
-    if report.get("body", {}).get("rounds"):
+    if report.get("body", {}).get("rounds") and "body" in parts:
         previous = report.get("previous", {}).get("summary", {}).get("C")
         current = report["summary"]["C"] if "summary" in report and "C" in report["summary"] else None
         texts[BODY_MARKERS] = "\n\n".join([
@@ -286,9 +335,11 @@ def header_text(report):
         f"Run of {report['date']}: {len(rounds)} rounds, arms interleaved (order rotated each round); "
         f"median (min–max over rounds), and the median ratio to arm A of the same round (min–max).",
         table(summary, arms),
-        targets(summary, rounds, report["module_bytes"], decide_ns) if len(arms) == 4
-        else "(the targets need all four arms)",
-        f"meshver.wasm: {report['module_bytes']:,} bytes; empty filter: {report['empty_module_bytes']:,} bytes. "
+        targets(summary, rounds, report["module_bytes"], decide_ns) if {"A", "B", "C0", "C"} <= set(arms)
+        else "(the targets need arms A, B, C0 and C)",
+        f"meshver.wasm: {report['module_bytes']:,} bytes; empty filter: {report['empty_module_bytes']:,} bytes"
+        + (f"; libmeshver.so: {report['native_module_bytes']:,} bytes" if report.get("native_module_bytes") else "")
+        + ". "
         f"Decision path (criterion, whole mix / {report['mix_kinds']}): "
         + (f"{decide_ns:.0f} ns per request natively" if decide_ns else "not measured natively (run the criterion bench)")
         + (f"; compiled to wasm and run in V8 by node (bench/decide-wasm): "
