@@ -12,6 +12,8 @@ sandbox must prove beyond the behaviour suite, which `make test` runs on both ho
   feature, which panics on a request header).
 - A catalog the module refuses makes Envoy refuse the configuration, logging each error with its
   JSON path, as `meshver check` prints them.
+- `meshver render envoy --host native` writes Envoy's dynamic module filter with the catalog the
+  wasm filter would get (a catalog's body filter stays wasm), and refuses `live_config`.
 """
 
 import json
@@ -149,3 +151,33 @@ def test_a_refused_catalog_refuses_the_config_with_json_paths(upstreams):
         assert error.split(":")[0].startswith("$"), error
         assert error in checked.stdout + checked.stderr, (error, checked.stderr)
     assert "Failed to initialize dynamic module" in log
+
+
+def test_render_host_native_writes_the_dynamic_module_filter(upstreams, tmp_path):
+    catalog = json.loads(json.dumps(CATALOG))
+    catalog["services"][0]["data"] = {"contracts": [{"version": "2", "path_prefix": "/login",
+                                                     "schema": {"type": "object"}}]}
+    listeners = [{"name": "edge", "port": harness.free_port(), "catalog": catalog}]
+    wasm = harness.render_envoy(harness.free_port(), listeners, upstreams, host="wasm")
+    native = harness.render_envoy(harness.free_port(), listeners, upstreams, host="native")
+    filters = {name: config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "http_filters"] for name, config in (("wasm", wasm), ("native", native))}
+    header = filters["native"][0]["typed_config"]
+    assert header["@type"].endswith("dynamic_modules.v3.DynamicModuleFilter")
+    assert header["dynamic_module_config"]["name"] == harness.NATIVE_MODULE.name.removeprefix("lib").removesuffix(".so")
+    assert header["filter_name"] == "meshver"
+    # The same catalog text as the wasm filter's; the body filter and the router as they were.
+    assert header["filter_config"]["value"] == filters["wasm"][0]["typed_config"]["config"]["configuration"]["value"]
+    assert filters["native"][1:] == filters["wasm"][1:]
+    static = native["layered_runtime"]["layers"][0]["static_layer"]
+    assert static == {"envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": True}
+
+    # Live config swaps wasm filters' config files; the native filter has none to swap.
+    (tmp_path / "catalog.json").write_text(json.dumps(CATALOG))
+    mesh = {"admin": "127.0.0.1:1", "wasm": str(harness.WASM), "live_config": {"dir": str(tmp_path / "live")},
+            "endpoints": {name: f"127.0.0.1:{port}" for name, port in upstreams.items()},
+            "listeners": [{"name": "edge", "address": "127.0.0.1:2", "catalog": str(tmp_path / "catalog.json")}]}
+    (tmp_path / "mesh.json").write_text(json.dumps(mesh))
+    refused = harness.meshver("render", "envoy", "--host", "native", tmp_path / "mesh.json")
+    assert refused.returncode != 0 and "live_config is for the wasm host" in refused.stderr, refused.stderr
+    assert harness.meshver("render", "envoy", tmp_path / "mesh.json").returncode == 0
