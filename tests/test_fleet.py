@@ -203,22 +203,31 @@ def test_a_deployment_failing_on_one_sidecar_is_rolled_back_within_one_interval(
 
 
 def test_a_stalled_envoy_is_named(rolled_back):
+    """fleet-b is paused (SIGSTOP): shift and status name it, and a rollout rolls back at its
+    first step, naming it, within the convergence deadline."""
     stack = rolled_back
     stalled = stack.envoys[1]
     os.kill(stalled.proc.pid, signal.SIGSTOP)
     try:
         start = time.monotonic()
-        done = stack.cli("shift", "user", "--to", "2.1.0", "--weight", "10", "--converge-timeout", "2s")
+        shifted = stack.cli("shift", "user", "--to", "2.1.0", "--weight", "10", "--converge-timeout", "2s")
         elapsed = time.monotonic() - start
+        status = stack.cli("status", "--converge-timeout", "1s")
+        rolled = stack.cli("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", INTERVAL,
+                           "--prometheus", stack.prometheus.url, "--converge-timeout", "1s")
     finally:
         os.kill(stalled.proc.pid, signal.SIGCONT)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "1 of 3 Envoys do not use the weights written" in done.stderr, done.stderr
-    assert f"  fleet-b ({stalled.admin_url}): not answering" in done.stderr, done.stderr
-    assert "fleet-a" not in done.stderr and "fleet-c" not in done.stderr
+    named = f"  fleet-b ({stalled.admin_url}): not answering"
+    assert shifted.returncode == 1, shifted.stdout + shifted.stderr
+    assert "1 of 3 Envoys do not use the weights written" in shifted.stderr, shifted.stderr
+    assert named in shifted.stderr and "fleet-a" not in shifted.stderr and "fleet-c" not in shifted.stderr
     assert elapsed < 15, elapsed
-    # Resumed, it reads the folder's newest version, as status shows.
-    harness.wait_for(lambda: stack.candidate_weights() == [10, 10, 10], 10, "fleet-b resumed with the folder's weights")
+    assert status.returncode == 1 and f"LAGGING fleet-b ({stalled.admin_url}): not answering" in status.stdout
+    assert rolled.returncode == 1, rolled.stdout + rolled.stderr
+    assert ("rolled back user to 2.0.3: 1 of 3 Envoys did not use the weights of step 1/2" in rolled.stderr
+            and named in rolled.stderr), rolled.stderr
+    # Resumed, it loads the folder's newest version (the rollback), as status shows.
+    harness.wait_for(lambda: stack.candidate_weights() == [0, 0, 0], 10, "fleet-b resumed with the folder's weights")
     assert stack.cli("status").returncode == 0
 
 

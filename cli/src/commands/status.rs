@@ -123,10 +123,11 @@ fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
     let current = folder.read()?;
     let written = Written { values: current.values.clone().into_iter().collect(), version: Some(current.number) };
     let reports = fleet.converge(&written);
-    let stats: Vec<Stats> = fleet
-        .members
+    // An Envoy that did not answer the check is not asked again.
+    let stats: Vec<Stats> = reports
         .iter()
-        .filter_map(|m| crate::admin::Admin::new(&m.url).stats().ok())
+        .filter(|r| !matches!(r.state, State::Silent(_)))
+        .filter_map(|r| crate::admin::Admin::new(&r.member.url).stats().ok())
         .map(|body| Stats::parse(&body))
         .collect();
     let summed = |route: &str| {
@@ -150,7 +151,7 @@ fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
             converged: r.state == State::Converged,
             detail: match r.state {
                 State::Converged => format!("uses version {}", current.number),
-                _ => r.describe(),
+                _ => r.what(),
             },
         })
         .collect();

@@ -59,7 +59,12 @@ pub struct Report {
 impl Report {
     /// `edge-c (http://127.0.0.1:9911): not answering (timed out)`, for people.
     pub fn describe(&self) -> String {
-        let what = match &self.state {
+        format!("{} ({}): {}", self.member.name, self.member.url, self.what())
+    }
+
+    /// Where it stands, for people: `not answering (timed out)`.
+    pub fn what(&self) -> String {
+        match &self.state {
             State::Converged => "uses what was written".to_owned(),
             State::Silent(why) => format!("not answering ({why})"),
             State::NoFleetLayer => {
@@ -74,8 +79,7 @@ impl Report {
             State::Overridden { key, admin, written } => {
                 format!("its admin layer sets {key} to {admin} over the {written} written")
             }
-        };
-        format!("{} ({}): {what}", self.member.name, self.member.url)
+        }
     }
 }
 
