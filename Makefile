@@ -160,6 +160,9 @@ bench: build cli venv h2load
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-empty-filter
 	cargo run --quiet -p meshver-trim-exports -- target/$(WASM_TARGET)/release/meshver_bench_empty_filter.wasm
 	cargo build --release -p meshver-bench-openloop
+	@# Arm N0: a dynamic module that does nothing, beside libmeshver.so, built as it is.
+	cargo build --profile native -p meshver-bench-empty-native
+	cp target/native/libmeshver_bench_empty_native.so target/dynamic-modules/libmeshver_bench_empty.so
 	cargo build --release --target $(WASM_TARGET) -p meshver-bench-decide-wasm -p meshver-bench-body-wasm
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-decide cargo bench --manifest-path bench/decide/Cargo.toml
 	CARGO_TARGET_DIR=$(CURDIR)/target/bench-body cargo bench --manifest-path bench/body/Cargo.toml

@@ -12,6 +12,8 @@ echoes the path and version it saw):
   C0  empty wasm: arm A's routes behind a proxy-wasm filter that does nothing
   N   native meshver: target/dynamic-modules/libmeshver.so as Envoy's dynamic module filter
       (`meshver render envoy --host native`), the demo catalog
+  N0  empty native module: arm A's routes behind the dynamic module filter loading a module
+      that does nothing (bench/empty-native)
 
 Each arm's answers to every kind of request in bench/mix.json are checked first, over HTTP/1.1
 and HTTP/2 (status, deployment reached, the same one for a sticky key, path and version header
@@ -41,7 +43,7 @@ from pathlib import Path
 
 from meshver_bench import body, catalog, measure, mix, report
 from meshver_bench.arms import ARM_NAMES, ARMS, Arms, upstream_config, url_of
-from meshver_bench.env import (BODY_WASM, EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX,
+from meshver_bench.env import (BODY_WASM, EMPTY_NATIVE, EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX,
                                NATIVE_MODULE, OPENLOOP, RESULTS, harness, log, run, start_envoy)
 
 # Counts of a full run, and of --quick (one round, tiny counts: checks that the bench works,
@@ -197,7 +199,8 @@ def main():
     body_wasm = wasm.with_name(BODY_WASM.name)
     parts = (args.only,) if args.only else ("header",) if args.by_kind else PARTS
     arms = [a for a in ARMS if a == "A" or a in args.arms.split(",")] if "header" in parts else []
-    needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI) + ((NATIVE_MODULE,) if "N" in arms else ()),
+    needed = {"header": (wasm, EMPTY_WASM, OPENLOOP, MESHVER_CLI) + ((NATIVE_MODULE,) if "N" in arms else ())
+              + ((EMPTY_NATIVE,) if "N0" in arms else ()),
               "body": (wasm, body_wasm, MESHVER_CLI)}
     for path in {p for part in parts for p in needed[part]}:
         if not path.exists():
@@ -228,7 +231,7 @@ def main():
     route_config, clusters = catalog.rendered_routes_and_clusters(upstream_ports, wasm)
     keyed = catalog.keyed_routes(route_config, compiled["route_header"])
     lifecycles = catalog.lifecycle_headers(compiled)
-    native_filter = catalog.rendered_native_filter(upstream_ports, wasm) if "N" in arms else None
+    native_filter = catalog.rendered_native_filter(upstream_ports, wasm) if {"N", "N0"} & set(arms) else None
     fronts = Arms(services, compiled["route_header"], route_config, keyed, clusters, wasm, native_filter)
     configs = {arm: fronts.front(arm) for arm in arms}
     body_port = harness.free_port()

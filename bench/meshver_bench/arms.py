@@ -7,6 +7,8 @@
   C0  empty wasm: arm A's routes behind a proxy-wasm filter that does nothing
   N   native meshver: target/dynamic-modules/libmeshver.so, Envoy's dynamic module filter as
       `meshver render envoy --host native` writes it, the demo catalog
+  N0  empty native module: arm A's routes behind the same filter loading a module that does
+      nothing (bench/empty-native)
 
 Arms B, C and N route on the route config `meshver render envoy` writes; arm A's routes send
 each version class to the route action (and lifecycle headers) rendered for its route key,
@@ -17,10 +19,11 @@ import copy
 import json
 import re
 
-from .env import CATALOG, EMPTY_WASM, LUA, harness
+from .env import CATALOG, EMPTY_NATIVE_NAME, EMPTY_WASM, LUA, harness
 
-ARMS = ["A", "B", "C0", "C", "N"]
-ARM_NAMES = {"A": "native", "B": "lua", "C0": "empty wasm", "C": "meshver", "N": "meshver native"}
+ARMS = ["A", "B", "C0", "C", "N0", "N"]
+ARM_NAMES = {"A": "native", "B": "lua", "C0": "empty wasm", "C": "meshver", "N0": "empty native module",
+             "N": "meshver native"}
 
 # Arm A's version classes for examples/catalog.json, written by hand: which requested
 # versions each line or deployment serves under semver caret rules (1.4.0 | 2.0.3 2.1.0 for
@@ -278,6 +281,13 @@ class Arms:
             filters, routes = [wasm_filter("meshver", self.meshver_wasm, CATALOG.read_text())], self.route_config
         elif arm == "N":
             filters, routes = [self.native_filter], self.route_config
+        elif arm == "N0":
+            # Arm N's filter as rendered, loading the empty module with an empty config.
+            empty = copy.deepcopy(self.native_filter)
+            empty["typed_config"]["dynamic_module_config"]["name"] = EMPTY_NATIVE_NAME
+            empty["typed_config"]["filter_config"]["value"] = ""
+            filters = [empty, mutation]
+            routes = native_routes(self.services, self.route_config, self.keyed)
         elif arm == "B":
             code = lua_catalog(self.services, self.route_header) + LUA.read_text()
             filters = [{"name": "envoy.filters.http.lua", "typed_config": {

@@ -24,8 +24,11 @@ EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_empty_filter.was
 DECIDE_WASM = ROOT / "target/wasm32-wasip1/release/meshver_bench_decide_wasm.wasm"
 BODY_WASM_BENCH = ROOT / "target/wasm32-wasip1/release/meshver_bench_body_wasm.wasm"
 OPENLOOP = ROOT / "target/release/openloop"
-# The native host (`make build`), which the harness's Envoy finds on its module search path.
+# The native host (`make build`), which the harness's Envoy finds on its module search path;
+# beside it, arm N0's module that does nothing (`make bench`), loaded by this name.
 NATIVE_MODULE = harness.NATIVE_MODULE
+EMPTY_NATIVE_NAME = "meshver_bench_empty"
+EMPTY_NATIVE = NATIVE_MODULE.with_name(f"lib{EMPTY_NATIVE_NAME}.so")
 # The operator CLI `make bench` builds; MESHVER_CLI=path uses another (as in the e2e tests).
 MESHVER_CLI = Path(os.environ.get("MESHVER_CLI") or ROOT / "target/release/meshver")
 CRITERION = ROOT / "target/bench-decide/criterion/decide"
