@@ -126,7 +126,11 @@ def test_a_shift_reaches_every_envoy_through_the_folder(rolled_back):
     for envoy in stack.envoys:
         answers = [harness.http1("POST", envoy.url + "/register", headers=V2, body="{}") for _ in range(5)]
         assert {a.json["version"] for a in answers} == {"2.1.0"}, envoy.name
-    status = stack.cli("status", "--json")
+    # The same fleet named by a file.
+    fleet_file = stack.runtime_dir.parent / "fleet.txt"
+    fleet_file.write_text("# the three Envoys\n" + "".join(f"{e.name}={e.admin_url}\n" for e in stack.envoys))
+    status = meshver("status", "--json", "--runtime-dir", stack.runtime_dir, "--catalog", stack.catalog,
+                     "--fleet", fleet_file)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert [(e["name"], e["converged"]) for e in report["envoys"]] == [("fleet-a", True), ("fleet-b", True),
@@ -172,6 +176,18 @@ def test_dry_run_shows_the_steps_and_the_queries_and_changes_nothing(rolled_back
 def rollout(stack):
     return stack.cli("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", INTERVAL,
                      "--min-requests", "10", "--prometheus", stack.prometheus.url, timeout=120)
+
+
+def test_a_quiet_step_waits_for_min_requests_then_rolls_back(rolled_back):
+    """No traffic: the step waits up to 3 more intervals for --min-requests, then cannot judge."""
+    stack = rolled_back
+    done = stack.cli("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "1s",
+                     "--min-requests", "5", "--prometheus", stack.prometheus.url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "fewer than --min-requests 5; waiting up to 3s more" in done.stdout, done.stdout
+    assert re.search(r"rolled back user to 2\.0\.3: only 0 requests over the last [45]s, fewer than --min-requests 5",
+                     done.stderr), done.stderr
+    assert stack.candidate_weights() == [0, 0, 0]
 
 
 def test_a_healthy_rollout_judged_from_prometheus_reaches_100(rolled_back):
