@@ -104,19 +104,17 @@ impl Fleet {
 
     /// Sets runtime keys, all at once: one `runtime_modify`, or one new version of the folder.
     pub fn set(&self, values: &[(String, u32)]) -> Result<Written, WriteError> {
-        let values: Vec<(String, String)> = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        match &self.source {
+        let texts: Vec<(String, String)> = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let version = match &self.source {
             Source::Admin(admin) => {
-                let numbers: Vec<(String, u32)> =
-                    values.iter().map(|(k, v)| (k.clone(), v.parse().unwrap_or(0))).collect();
-                admin.set_runtime(&numbers)?;
-                Ok(Written { values, version: None })
+                admin.set_runtime(values)?;
+                None
             }
             Source::Folder(folder) => {
-                let version = folder.write(&values).map_err(|fail| WriteError(fail.lines.join(" ")))?;
-                Ok(Written { values, version: Some(version.number) })
+                Some(folder.write(&texts).map_err(|fail| WriteError(fail.lines.join(" ")))?.number)
             }
-        }
+        };
+        Ok(Written { values: texts, version })
     }
 
     /// Waits up to `--converge-timeout` for every member to use what was written, and says
