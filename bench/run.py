@@ -271,7 +271,7 @@ def main():
                "machine": about, "uptime_before": uptime_before, "uptime_after": uptime_after,
                "loadavg_before": load_before, "module_bytes": wasm.stat().st_size}
     if "header" in parts:
-        mix_ns = measure.criterion_ns("mix of")
+        mix_ns = measure.criterion_ns(f"mix of {len(reqs)} requests")
         results.update({"empty_module_bytes": EMPTY_WASM.stat().st_size,
                         "native_module_bytes": NATIVE_MODULE.stat().st_size if "N" in arms else None,
                         "decide_ns_per_request": mix_ns / len(reqs) if mix_ns else None,
