@@ -246,7 +246,8 @@ def test_a_fleet_stops_a_candidate_failing_in_shadow_before_any_users_request(tm
             result.stderr
         counted = harness.http1("GET", upstreams[candidate].url + "/__requests").json
         assert counted["served"] == {} and counted["mirrored"].get("GET", 0) >= 20, counted
-        assert set(load.statuses) == {404}, set(load.statuses)  # the stable 2.0.3 has no GET /login
+        # No user saw the failing candidate: the stable 2.0.3 answers GET /login 404 (not its endpoint).
+        assert 404 in load.statuses and not [s for s in load.statuses if s is not None and s >= 500]
         for envoy in fleet.envoys:
             assert envoy.weights()[candidate] == 0, envoy.name
             shadow = {k: v for k, v in envoy.runtime().items() if k.startswith("shadow")}

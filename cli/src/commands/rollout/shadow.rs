@@ -8,17 +8,17 @@
 //! when every deployment of the line can serve the version it asked for (otherwise it pins the
 //! request to a deployment): so the candidate is never sent a request it cannot serve by version.
 
-use super::progress;
+use super::{progress, WAIT_INTERVALS};
 use crate::admin::retry;
 use crate::fail::{Fail, Outcome};
 use crate::fleet::Fleet;
 use crate::format::{millis, percent};
-use crate::judge::{judge, JudgeSource, Limits};
+use crate::judge::{judge, JudgeError, JudgeSource, Limits};
 use crate::render::envoy::{shadow_cluster, shadow_key, MirroredMethods};
 use meshver::config::{Deployment, Line, Service};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit status after Ctrl-C (128 + SIGINT), once mirroring is off again.
 const EXIT_INTERRUPTED: i32 = super::EXIT_INTERRUPTED;
@@ -166,22 +166,40 @@ pub fn run(
         let seen = judge_source.observe(&cluster, &at.line.route, &mark).ok()?;
         Some(format!("{} mirrored, {} 5xx", seen.observed.requests, seen.observed.errors))
     };
-    let finished = progress::wait_with(interval, &label, interrupted, live);
+    // Mirror for the interval; a fleet's judge (Prometheus) that has seen fewer than
+    // --min-requests copies keeps mirroring up to WAIT_INTERVALS more intervals, as a step waits.
+    // None: interrupted.
+    let observed = (|| {
+        if !progress::wait_with(interval, &label, interrupted, live) {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + interval * WAIT_INTERVALS;
+        loop {
+            let seen = retry(interrupted, || judge_source.observe(&cluster, &at.line.route, &mark))?;
+            if !judge_source.is_patient() || seen.observed.requests >= limits.min_requests || Instant::now() >= deadline
+            {
+                return Ok(Some(seen));
+            }
+            if !progress::wait_with(interval.min(Duration::from_secs(1)), &label, interrupted, || None) {
+                return Ok(None);
+            }
+        }
+    })();
     // Mirroring stops whatever happened; retried even after Ctrl-C.
     turn_off().map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
-    if !finished || interrupted.load(Ordering::SeqCst) {
-        return Err(Fail::new(
-            format!("interrupted in the shadow step of {name}"),
-            format!("mirroring is off and no weight was changed; roll out {name} again"),
-        )
-        .with_code(EXIT_INTERRUPTED));
-    }
-    let seen = retry(interrupted, || judge_source.observe(&cluster, &at.line.route, &mark)).map_err(|e| {
+    let seen = observed.map_err(|e: JudgeError| {
         Fail::new(
             format!("lost {} ({e}) in the shadow step of {name}: cannot judge it", judge_source.describe()),
             "mirroring is off and no weight was changed; roll out again once it answers",
         )
     })?;
+    let Some(seen) = seen.filter(|_| !interrupted.load(Ordering::SeqCst)) else {
+        return Err(Fail::new(
+            format!("interrupted in the shadow step of {name}"),
+            format!("mirroring is off and no weight was changed; roll out {name} again"),
+        )
+        .with_code(EXIT_INTERRUPTED));
+    };
     let interval_text = humantime::format_duration(interval).to_string();
     if let Err(reason) = judge(seen.observed.clone(), limits, &interval_text) {
         println!("{label}: {reason}");
