@@ -170,6 +170,10 @@ def test_dry_run_shows_the_steps_and_the_queries_and_changes_nothing(rolled_back
     nobody = f"http://127.0.0.1:{harness.free_port()}"
     refused = stack.cli("rollout", "user", "--to", "2.1.0", "--prometheus", nobody)
     assert refused.returncode == 1 and "cannot read Prometheus at" in refused.stderr, refused.stderr
+    # So is a selector Prometheus cannot parse.
+    bad = stack.cli("rollout", "user", "--to", "2.1.0", "--prometheus", stack.prometheus.url,
+                    "--prometheus-selector", "job=mesh")
+    assert bad.returncode == 1 and "was refused" in bad.stderr, bad.stderr
     assert os.readlink(stack.runtime_dir / "current") == before
 
 

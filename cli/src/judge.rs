@@ -150,11 +150,15 @@ impl JudgeSource {
         matches!(self, JudgeSource::Prometheus { .. })
     }
 
-    /// Checks that the source answers, before anything changes.
-    pub fn check(&self) -> Result<(), JudgeError> {
+    /// Checks, before anything changes, that the source answers, and for Prometheus that it
+    /// takes the step's queries of `cluster` on line `route` (a bad `--prometheus-selector`).
+    pub fn check(&self, cluster: &str, route: &str, interval: Duration) -> Result<(), JudgeError> {
         match self {
             JudgeSource::Admin(admin) => Ok(admin.ping()?),
-            JudgeSource::Prometheus { server, .. } => server.scalar("vector(1)").map(|_| ()).map_err(JudgeError::from),
+            JudgeSource::Prometheus { server, selector } => {
+                prometheus::measure(server, &prometheus::step_queries(cluster, route, selector, interval))?;
+                Ok(())
+            }
         }
     }
 

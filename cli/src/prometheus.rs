@@ -31,7 +31,12 @@ impl Prometheus {
     pub fn new(url: &str) -> Prometheus {
         let url = url.trim_end_matches('/');
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).proxy(None).build();
+        // A refused query is answered 400 with the reason in the JSON body: read it, not the status.
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .proxy(None)
+            .http_status_as_error(false)
+            .build();
         Prometheus { url, agent: ureq::Agent::new_with_config(config) }
     }
 
@@ -46,7 +51,8 @@ impl Prometheus {
             PrometheusError(format!("GET /api/v1/query did not answer JSON ({e}): is this Prometheus?"))
         })?;
         if body.get("status").and_then(|s| s.as_str()) != Some("success") {
-            return Err(PrometheusError(format!("the query {expr:?} was refused: {}", body["error"])));
+            let why = body.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given");
+            return Err(PrometheusError(format!("the query {expr} was refused: {why}")));
         }
         let value = body.pointer("/data/result/0/value/1").and_then(|v| v.as_str());
         Ok(value.and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()))

@@ -79,7 +79,7 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         print_plan(args, &fleet, &judge_source, line, deployments, index, &current);
         return Ok(());
     }
-    judge_source.check().map_err(|e| {
+    judge_source.check(&target.route, &line.route, args.interval).map_err(|e| {
         Fail::new(format!("cannot read {} ({e})", judge_source.describe()), "check --prometheus and that it answers")
     })?;
 
