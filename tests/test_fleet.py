@@ -293,3 +293,20 @@ def test_a_lost_prometheus_rolls_the_fleet_back(rolled_back):
     assert f"meshver: lost Prometheus at {own.url}" in err and "cannot judge it" in err, err
     assert "rolled back user to 2.0.3 (all of user-v2)" in err, err
     assert stack.candidate_weights() == [0, 0, 0]
+
+
+def test_an_envoy_watching_another_folder_is_named(rolled_back, tmp_path):
+    """An Envoy rendered with another runtime folder, listed with the fleet: the folder's name in
+    each version tells them apart, even at the same version number with the same weights."""
+    stack = rolled_back
+    config = harness.render_envoy(harness.free_port(), [{"name": "edge", "port": harness.free_port(),
+                                                          "catalog": CATALOG}],
+                                  {route: up.port for route, up in stack.upstreams.items()},
+                                  mesh_fields={"weights": {"runtime_dir": str(tmp_path / "elsewhere")}})
+    with harness.Envoy(config, name="elsewhere") as elsewhere:
+        done = stack.cli("shift", "user", "--to", "2.1.0", "--weight", "10", "--converge-timeout", "1s",
+                         "--admin", f"elsewhere={elsewhere.admin_url}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 of 4 Envoys do not use the weights written" in done.stderr, done.stderr
+    assert f"  elsewhere ({elsewhere.admin_url}): watches another runtime folder" in done.stderr, done.stderr
+    assert stack.candidate_weights() == [10, 10, 10]

@@ -121,7 +121,11 @@ fn run_fleet(envoy: &EnvoyFlags, as_json: bool) -> Outcome {
         return Err(Fail::new("status of a fleet needs its runtime folder", "give --runtime-dir DIR"));
     };
     let current = folder.read()?;
-    let written = Written { values: current.values.clone().into_iter().collect(), version: Some(current.number) };
+    let written = Written {
+        values: current.values.clone().into_iter().collect(),
+        version: Some(current.number),
+        folder: Some(current.folder.clone()),
+    };
     let reports = fleet.converge(&written);
     // An Envoy that did not answer the check is not asked again.
     let stats: Vec<Stats> = reports

@@ -2,7 +2,7 @@
 //! each layer, and the final one) compared with the keys written, until all agree or a deadline.
 
 use super::members::Member;
-use super::runtime_dir::VERSION_KEY;
+use super::runtime_dir::{ID_KEY, VERSION_KEY};
 use crate::admin::Admin;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ pub struct Written {
     pub values: Vec<(String, String)>,
     /// The runtime folder's version, when written there (None: through one Envoy's admin).
     pub version: Option<u64>,
+    /// The folder's name (its `.id`), when written there.
+    pub folder: Option<String>,
 }
 
 /// Where one Envoy stands against what was written.
@@ -30,6 +32,10 @@ pub enum State {
     Silent(String),
     /// Its runtime has no layer named `fleet`: it was not rendered with a runtime folder.
     NoFleetLayer,
+    /// Its fleet layer comes from another runtime folder (named `folder`).
+    OtherFolder {
+        folder: String,
+    },
     /// Its fleet layer holds another version of the folder (not reloaded yet, or another folder):
     /// the version it holds, and the first written key whose value differs (or the first key).
     Behind {
@@ -70,6 +76,9 @@ impl Report {
             State::NoFleetLayer => {
                 format!("has no runtime layer {FLEET_LAYER:?} (render it from a mesh file with weights.runtime_dir)")
             }
+            State::OtherFolder { folder } => {
+                format!("watches another runtime folder (named {folder}; this one's is in its .id file)")
+            }
             State::Behind { version, written_version, key, uses, written } => format!(
                 "its runtime folder layer is at version {} (written: {written_version}): {key} is {}, written {}",
                 version.as_deref().unwrap_or("none"),
@@ -95,6 +104,11 @@ pub fn assess(runtime: &Value, written: &Written) -> State {
     };
     if let Some(version) = written.version {
         let Some(fleet) = position(FLEET_LAYER) else { return State::NoFleetLayer };
+        if let (Some(want), Some(has)) = (&written.folder, layer_value(ID_KEY, Some(fleet))) {
+            if *want != has {
+                return State::OtherFolder { folder: has };
+            }
+        }
         let loaded = layer_value(VERSION_KEY, Some(fleet));
         let differs =
             |(key, value): &&(String, String)| layer_value(key, Some(fleet)).as_deref().unwrap_or("") != value;
@@ -187,13 +201,14 @@ mod tests {
 
     fn runtime(version: &str, fleet: &str, admin: &str) -> Value {
         json!({"layers": ["static", "fleet", "admin"], "entries": {
+            ID_KEY: {"layer_values": ["", "f1", ""], "final_value": "f1"},
             VERSION_KEY: {"layer_values": ["", version, ""], "final_value": version},
             KEY: {"layer_values": ["", fleet, admin], "final_value": if admin.is_empty() { fleet } else { admin }},
         }})
     }
 
     fn written(value: &str) -> Written {
-        Written { values: vec![(KEY.to_owned(), value.to_owned())], version: Some(5) }
+        Written { values: vec![(KEY.to_owned(), value.to_owned())], version: Some(5), folder: Some("f1".into()) }
     }
 
     #[test]
@@ -218,13 +233,16 @@ mod tests {
         assert_eq!(assess(&runtime("5", "25", "25"), &written("25")), State::Converged);
         // A removed key: converged once the fleet layer no longer has it.
         assert_eq!(assess(&runtime("5", "", ""), &written("")), State::Converged);
+        let mut elsewhere = runtime("5", "25", "");
+        elsewhere["entries"][ID_KEY]["layer_values"][1] = json!("f2");
+        assert_eq!(assess(&elsewhere, &written("25")), State::OtherFolder { folder: "f2".into() });
         let no_fleet = json!({"layers": ["static", "admin"], "entries": {}});
         assert_eq!(assess(&no_fleet, &written("25")), State::NoFleetLayer);
     }
 
     #[test]
     fn through_one_admin_only_the_admin_layer_counts() {
-        let by_admin = Written { values: vec![(KEY.to_owned(), "25".to_owned())], version: None };
+        let by_admin = Written { values: vec![(KEY.to_owned(), "25".to_owned())], version: None, folder: None };
         let admin_only = json!({"layers": ["static", "admin"], "entries": {
             KEY: {"layer_values": ["", "25"], "final_value": "25"}}});
         assert_eq!(assess(&admin_only, &by_admin), State::Converged);

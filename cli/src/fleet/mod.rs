@@ -105,16 +105,16 @@ impl Fleet {
     /// Sets runtime keys, all at once: one `runtime_modify`, or one new version of the folder.
     pub fn set(&self, values: &[(String, u32)]) -> Result<Written, WriteError> {
         let texts: Vec<(String, String)> = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        let version = match &self.source {
+        match &self.source {
             Source::Admin(admin) => {
                 admin.set_runtime(values)?;
-                None
+                Ok(Written { values: texts, version: None, folder: None })
             }
             Source::Folder(folder) => {
-                Some(folder.write(&texts).map_err(|fail| WriteError(fail.lines.join(" ")))?.number)
+                let version = folder.write(&texts).map_err(|fail| WriteError(fail.lines.join(" ")))?;
+                Ok(Written { values: texts, version: Some(version.number), folder: Some(version.folder) })
             }
-        };
-        Ok(Written { values: texts, version })
+        }
     }
 
     /// Waits up to `--converge-timeout` for every member to use what was written, and says

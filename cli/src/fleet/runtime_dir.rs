@@ -6,6 +6,8 @@
 //! D/current -> v000007            the symlink every Envoy's disk layer names (symlink_root)
 //! D/v000007/routing/user-v2/user-2/1/0   holds "25": runtime key routing.user-v2.user-2.1.0
 //! D/v000007/meshver/fleet_version        holds "7": which version an Envoy has loaded
+//! D/v000007/meshver/fleet_id             holds D/.id: which folder it came from
+//! D/.id                           a random name of the folder, made when it is created
 //! D/.lock                         held while a version is written
 //! ```
 //! Envoy maps each `.` of a runtime key to a folder, and watches the symlink's folder for the
@@ -21,6 +23,10 @@ use std::path::{Path, PathBuf};
 pub const CURRENT: &str = "current";
 /// The runtime key each version records its own number under.
 pub const VERSION_KEY: &str = "meshver.fleet_version";
+/// The runtime key each version records its folder's name under (two folders can both be at
+/// version 7 with the same weights; an Envoy watching the other one is not in this fleet).
+pub const ID_KEY: &str = "meshver.fleet_id";
+const ID_FILE: &str = ".id";
 /// Old versions kept beside the current one (for a look at what changed, and for an Envoy that
 /// is still reading one as it is swapped).
 const KEPT_VERSIONS: usize = 5;
@@ -31,11 +37,12 @@ pub struct RuntimeDir {
     pub path: PathBuf,
 }
 
-/// One version of the folder: its number and its runtime keys and values.
+/// One version of the folder: its number, its runtime keys and values, and the folder's name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Version {
     pub number: u64,
     pub values: BTreeMap<String, String>,
+    pub folder: String,
 }
 
 impl RuntimeDir {
@@ -77,7 +84,8 @@ impl RuntimeDir {
         read_tree(&folder, "", &mut values)?;
         let number = version_number(&target.to_string_lossy()).unwrap_or(0);
         values.remove(VERSION_KEY);
-        Ok(Version { number, values })
+        let folder = values.remove(ID_KEY).unwrap_or_default();
+        Ok(Version { number, values, folder })
     }
 
     /// Writes a new version: the current one's keys with `changes` set on them (an empty value
@@ -91,6 +99,7 @@ impl RuntimeDir {
             Err(_) => Version::default(),
         };
         let number = self.newest_number()?.max(last.number) + 1;
+        let folder_id = self.id()?;
         let mut values = last.values;
         for (key, value) in changes {
             check_key(key)?;
@@ -106,6 +115,7 @@ impl RuntimeDir {
         let _ = std::fs::remove_dir_all(&staging);
         let mut files = values.clone();
         files.insert(VERSION_KEY.to_owned(), number.to_string());
+        files.insert(ID_KEY.to_owned(), folder_id.clone());
         for (key, value) in &files {
             let file = staging.join(key.replace('.', "/"));
             if let Some(parent) = file.parent() {
@@ -122,7 +132,25 @@ impl RuntimeDir {
         std::os::unix::fs::symlink(&name, &link).map_err(|e| cannot(&link, "create", &e))?;
         std::fs::rename(&link, self.current()).map_err(|e| cannot(&self.current(), "swap", &e))?;
         self.prune(number);
-        Ok(Version { number, values })
+        Ok(Version { number, values, folder: folder_id })
+    }
+
+    /// The folder's name (`.id`), made on first use: 16 random hex digits.
+    fn id(&self) -> Outcome<String> {
+        let path = self.path.join(ID_FILE);
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            if !id.trim().is_empty() {
+                return Ok(id.trim().to_owned());
+            }
+        }
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher
+            .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        hasher.write_u32(std::process::id());
+        let id = format!("{:016x}", hasher.finish());
+        std::fs::write(&path, &id).map_err(|e| cannot(&path, "write", &e))?;
+        Ok(id)
     }
 
     /// The highest version number of the folders present.
@@ -218,15 +246,20 @@ mod tests {
     fn versions_are_whole_folders_swapped_in_by_one_symlink() {
         let path = scratch("swap");
         let dir = RuntimeDir::create(&path).unwrap();
-        assert_eq!(dir.read().unwrap(), Version { number: 1, values: BTreeMap::new() });
+        let first = dir.read().unwrap();
+        assert_eq!((first.number, first.values.len(), first.folder.len()), (1, 0, 16));
         RuntimeDir::create(&path).unwrap();
-        assert_eq!(dir.read().unwrap().number, 1, "creating it again keeps what it holds");
+        assert_eq!(dir.read().unwrap(), first, "creating it again keeps what it holds");
+        let other = RuntimeDir::create(&scratch("other")).unwrap();
+        assert_ne!(other.read().unwrap().folder, first.folder, "each folder has a name of its own");
+        let _ = std::fs::remove_dir_all(&other.path);
 
         let written = dir.write(&set(&[("routing.user-v2.user-2.1.0", "25"), ("routing.user-v2.user-2.0.3", "75")]));
         assert_eq!(written.unwrap().number, 2);
         assert_eq!(std::fs::read_link(path.join(CURRENT)).unwrap(), PathBuf::from("v000002"));
         assert_eq!(std::fs::read_to_string(path.join("current/routing/user-v2/user-2/1/0")).unwrap(), "25");
         assert_eq!(std::fs::read_to_string(path.join("current/meshver/fleet_version")).unwrap(), "2");
+        assert_eq!(std::fs::read_to_string(path.join("current/meshver/fleet_id")).unwrap(), first.folder);
 
         // Only the keys given change; an empty value removes one.
         dir.write(&set(&[("routing.user-v2.user-2.1.0", "50"), ("routing.user-v2.user-2.0.3", "")])).unwrap();
