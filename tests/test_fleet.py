@@ -118,6 +118,11 @@ def load(stack):
 
 def test_a_shift_reaches_every_envoy_through_the_folder(rolled_back):
     stack = rolled_back
+    # What render envoy made of weights.runtime_dir: the folder under the admin layer.
+    for envoy in stack.envoys:
+        layers = envoy.config["layered_runtime"]["layers"]
+        assert [layer["name"] for layer in layers] == ["static", "fleet", "admin"]
+        assert layers[1]["disk_layer"] == {"symlink_root": str(stack.runtime_dir / "current")}
     done = stack.cli("shift", "user", "--to", "2.1.0", "--weight", "100")
     assert done.returncode == 0, done.stderr
     assert "user user-v2: 2.1.0 100%, 2.0.3 0%" in done.stdout
