@@ -7,8 +7,8 @@ Each upstream counts what it received (GET /__requests): copies Envoy mirrored c
 `-shadow` suffix, every other request is a user's."""
 
 import json
+import re
 import subprocess
-import threading
 
 import pytest
 
@@ -100,33 +100,13 @@ def test_envoy_mirrors_only_requests_the_candidate_can_serve(stack):
     assert stats[f"cluster.{candidate}.upstream_rq_total"] == 0
 
 
-class Load:
-    """User requests to the user 2.x line while a rollout runs: GET /login and POST /register,
-    stopped on exit; statuses kept."""
-
-    def __init__(self, stack):
-        self.stack, self.stop_event, self.statuses = stack, threading.Event(), []
-        self.threads = [threading.Thread(target=self._run, args=(method, path), daemon=True)
-                        for method, path in (("GET", "/login"), ("POST", "/register"))]
-
-    def _run(self, method, path):
-        while not self.stop_event.is_set():
-            try:
-                answer = harness.http1(method, self.stack.url + path, headers={"x-api-version": "2"},
-                                       body="{}" if method == "POST" else None, timeout=5)
-                self.statuses.append(answer.status)
-            except OSError:
-                self.statuses.append(None)
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(10)
+def load(stack):
+    """User requests to the user 2.x line while a rollout runs, GET /login and POST /register, for
+    `with`; their statuses kept."""
+    def sender(method, path):
+        return lambda: harness.http1(method, stack.url + path, headers={"x-api-version": "2"},
+                                     body="{}" if method == "POST" else None, timeout=5).status
+    return harness.Load([sender("GET", "/login"), sender("POST", "/register")])
 
 
 def user_weights(stack):
@@ -147,7 +127,7 @@ def test_a_candidate_that_fails_in_shadow_never_gets_a_users_request(stack):
     candidate = stack.route("user", "2.1.0")
     fault(stack, candidate, 1)
     try:
-        with Load(stack) as load:
+        with load(stack) as users:
             result = rollout(stack, "--shadow", "50%", "--steps", "10,100", "--interval", "2s",
                              "--min-requests", "1")
     finally:
@@ -162,7 +142,7 @@ def test_a_candidate_that_fails_in_shadow_never_gets_a_users_request(stack):
     assert counted["served"] == {}, counted
     assert counted["mirrored"].get("GET", 0) >= 1 and set(counted["mirrored"]) <= SAFE, counted
     # Users never saw the failing candidate, the weights are as they were, and mirroring is off.
-    assert set(load.statuses) == {200, 404}, set(load.statuses)  # GET /login is not an endpoint: 404
+    assert set(users.statuses) == {200, 404}, set(users.statuses)  # GET /login is not an endpoint: 404
     assert user_weights(stack) == (100, 0)
     assert set(shadow_keys(stack).values()) == {0}, shadow_keys(stack)
 
@@ -170,7 +150,7 @@ def test_a_candidate_that_fails_in_shadow_never_gets_a_users_request(stack):
 def test_a_healthy_candidate_passes_shadow_then_takes_its_steps(stack):
     candidate = stack.route("user", "2.1.0")
     before = tally(stack, candidate)
-    with Load(stack):
+    with load(stack):
         result = rollout(stack, "--shadow", "50%", "--steps", "100", "--interval", "1s", "--min-requests", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     shadow_line = next(line for line in result.stdout.splitlines() if line.startswith("shadow: "))
@@ -242,8 +222,10 @@ def test_a_fleet_stops_a_candidate_failing_in_shadow_before_any_users_request(tm
                              "--interval", "3s", "--runtime-dir", runtime_dir, "--catalog", tmp_path / "catalog.json",
                              "--prometheus", prometheus.url, *fleet.admin_flags(), timeout=120)
         assert result.returncode == 1, result.stdout + result.stderr
-        assert result.stderr.startswith("meshver: stopped the rollout of user 2.1.0 in shadow: error rate 100.0%"), \
-            result.stderr
+        # Prometheus reads the request and 5xx series at slightly different moments: 99.9% happens.
+        stopped = re.match(r"meshver: stopped the rollout of user 2\.1\.0 in shadow: error rate (\d+\.\d)% > 1\.0%",
+                           result.stderr)
+        assert stopped and float(stopped[1]) >= 99, result.stderr
         counted = harness.http1("GET", upstreams[candidate].url + "/__requests").json
         assert counted["served"] == {} and counted["mirrored"].get("GET", 0) >= 20, counted
         # No user saw the failing candidate: the stable 2.0.3 answers GET /login 404 (not its endpoint).

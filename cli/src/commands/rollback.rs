@@ -8,22 +8,12 @@ use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
 use crate::fleet::Fleet;
 use crate::weights;
-use meshver::config::Line;
+use meshver::config::{Line, Service};
 
 pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
     let fleet = Fleet::open(envoy)?;
     let service = find_service(&fleet.services, service)?;
-    let lines: Vec<&Line> = match major {
-        Some(major) => vec![service.line(major).ok_or_else(|| {
-            let known: Vec<String> = service.lines.iter().map(|l| l.major.to_string()).collect();
-            Fail::new(
-                format!("{} has no {major}.x line", service.name),
-                format!("use --line {}", known.join(" or --line ")),
-            )
-        })?],
-        // Every line that has something to roll back (more than one deployment).
-        None => service.lines.iter().filter(|l| l.size > 1).collect(),
-    };
+    let lines = lines_to_roll_back(service, major)?;
     let mut values = Vec::new();
     let mut done = Vec::new();
     for line in lines {
@@ -45,4 +35,19 @@ pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
         println!("rolled back {line}");
     }
     fleet.settle(&written)
+}
+
+/// The line `--line MAJOR` names, or without it every line that has something to roll back (more
+/// than one deployment).
+pub fn lines_to_roll_back(service: &Service, major: Option<u64>) -> Outcome<Vec<&Line>> {
+    match major {
+        Some(major) => Ok(vec![service.line(major).ok_or_else(|| {
+            let known: Vec<String> = service.lines.iter().map(|l| l.major.to_string()).collect();
+            Fail::new(
+                format!("{} has no {major}.x line", service.name),
+                format!("use --line {}", known.join(" or --line ")),
+            )
+        })?]),
+        None => Ok(service.lines.iter().filter(|l| l.size > 1).collect()),
+    }
 }

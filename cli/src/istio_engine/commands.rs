@@ -7,7 +7,7 @@ use super::{live_weights, merge_patch, virtual_service_name, IstioFlags};
 use crate::admin::retry;
 use crate::catalog::{configured_weights, find_deployment, find_service, load_file, stable_index, CatalogFile};
 use crate::commands::rollout::progress::wait_with;
-use crate::commands::rollout::{RolloutArgs, EXIT_INTERRUPTED, WAIT_INTERVALS};
+use crate::commands::rollout::{candidate, Candidate, RolloutArgs, EXIT_INTERRUPTED, WAIT_INTERVALS};
 use crate::commands::to_json;
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
@@ -16,7 +16,7 @@ use crate::judge::judge;
 use crate::prometheus::{measure, Measured, Prometheus};
 use crate::render::istio::{Mirror, Routing};
 use crate::weights;
-use meshver::config::{Line, Service};
+use meshver::config::Service;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -105,16 +105,7 @@ pub fn rollback(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcom
     let engine = Engine::open(envoy)?;
     let istio = &envoy.istio;
     let service = engine.service(service)?;
-    let lines: Vec<&Line> = match major {
-        Some(major) => vec![service.line(major).ok_or_else(|| {
-            let known: Vec<String> = service.lines.iter().map(|l| l.major.to_string()).collect();
-            Fail::new(
-                format!("{} has no {major}.x line", service.name),
-                format!("use --line {}", known.join(" or --line ")),
-            )
-        })?],
-        None => service.lines.iter().filter(|l| l.size > 1).collect(),
-    };
+    let lines = crate::commands::rollback::lines_to_roll_back(service, major)?;
     let mut live = engine.live(service)?;
     let mut done = Vec::new();
     for line in lines {
@@ -140,22 +131,8 @@ pub fn rollout(args: &RolloutArgs) -> Outcome {
     let istio = &args.envoy.istio;
     let engine = Engine::open(args.envoy)?;
     let service = engine.service(args.service)?;
-    let (line, index) = find_deployment(service, args.to)?;
-    let deployments = service.line_deployments(line);
-    let stable = stable_index(deployments);
-    let (Some(target), Some(stable_deployment)) = (deployments.get(index), deployments.get(stable)) else {
-        return Err(Fail::new("the line has no such deployment", "check the catalog"));
-    };
-    crate::compat::refuse_breaking(service, target, args.force)?;
-    if index == stable {
-        return Err(Fail::new(
-            format!(
-                "{} {} is the stable deployment of {} (highest catalog weight)",
-                service.name, target.version, line.route
-            ),
-            "roll out another version, or update the catalog's weights once a rollout is done",
-        ));
-    }
+    let Candidate { line, index, deployments, stable, target, stable_deployment } =
+        candidate(service, args.to, args.force)?;
     let Some(url) = &args.prometheus else {
         return Err(Fail::new(
             "under Istio a rollout is judged from Istio's metrics in Prometheus",

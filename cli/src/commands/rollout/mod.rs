@@ -18,7 +18,7 @@ use crate::format::{millis, percent};
 use crate::judge::{judge, JudgeError, JudgeSource, Limits, Mark, Observation};
 use crate::prometheus::Prometheus;
 use crate::weights;
-use meshver::config::{Deployment, Line};
+use meshver::config::{Deployment, Line, Service};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,17 +46,27 @@ pub struct RolloutArgs<'a> {
     pub envoy: &'a EnvoyFlags,
 }
 
-pub fn run(args: &RolloutArgs) -> Outcome {
-    let limits = &args.limits;
-    let fleet = Fleet::open(args.envoy)?;
-    let service = find_service(&fleet.services, args.service)?;
-    let (line, index) = find_deployment(service, args.to)?;
+/// What a rollout moves: the new deployment (`target`, at `index` of its line's `deployments`)
+/// and the line's stable one, which a rollback goes to.
+pub struct Candidate<'a> {
+    pub line: &'a Line,
+    pub index: usize,
+    pub deployments: &'a [Deployment],
+    pub stable: usize,
+    pub target: &'a Deployment,
+    pub stable_deployment: &'a Deployment,
+}
+
+/// The deployment `version` of `service` as a rollout's candidate: refused when its contract
+/// refuses bodies its line accepted (unless `force`), or when it is already the stable one.
+pub fn candidate<'a>(service: &'a Service, version: &str, force: bool) -> Outcome<Candidate<'a>> {
+    let (line, index) = find_deployment(service, version)?;
     let deployments = service.line_deployments(line);
     let stable = stable_index(deployments);
     let (Some(target), Some(stable_deployment)) = (deployments.get(index), deployments.get(stable)) else {
         return Err(Fail::new("the line has no such deployment", "check the catalog"));
     };
-    crate::compat::refuse_breaking(service, target, args.force)?;
+    crate::compat::refuse_breaking(service, target, force)?;
     if index == stable {
         return Err(Fail::new(
             format!(
@@ -66,6 +76,15 @@ pub fn run(args: &RolloutArgs) -> Outcome {
             "roll out another version, or update the catalog's weights once a rollout is done",
         ));
     }
+    Ok(Candidate { line, index, deployments, stable, target, stable_deployment })
+}
+
+pub fn run(args: &RolloutArgs) -> Outcome {
+    let limits = &args.limits;
+    let fleet = Fleet::open(args.envoy)?;
+    let service = find_service(&fleet.services, args.service)?;
+    let Candidate { line, index, deployments, stable, target, stable_deployment } =
+        candidate(service, args.to, args.force)?;
     let judge_source = judge_source(args, &fleet)?;
 
     let mut current = fleet.snapshot.line_weight_values(service, line);
