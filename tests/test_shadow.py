@@ -163,6 +163,17 @@ def test_a_healthy_candidate_passes_shadow_then_takes_its_steps(stack):
     assert meshver("rollback", "user", "--admin", stack.envoy.admin_url).returncode == 0
 
 
+def test_rollback_ends_any_mirroring(stack):
+    """A shadow step cut short (a lost admin) may leave mirroring on: rollback turns it off."""
+    candidate = stack.route("user", "2.1.0")
+    set_runtime(stack, {f"shadow.user-v2.{candidate}": 30, f"shadow_unsafe.user-v2.{candidate}": 30})
+    done = meshver("rollback", "user", "--admin", stack.envoy.admin_url)
+    assert done.returncode == 0, done.stderr
+    assert shadow_keys(stack) == {f"shadow.user-v2.{candidate}": 0, f"shadow_unsafe.user-v2.{candidate}": 0,
+                                  **{k: 0 for k in shadow_keys(stack) if "order" in k}}
+    assert user_weights(stack) == (100, 0)
+
+
 def test_shadow_refusals(stack):
     """No shadow for a candidate that already takes real requests, and none of 0%."""
     admin = stack.envoy.admin_url

@@ -1,12 +1,13 @@
 //! `meshver rollback SERVICE [--line MAJOR]`: all of a line's weight back on its stable
-//! deployment, every line in one runtime change (to the fleet's runtime folder, or to one
-//! Envoy's admin layer).
+//! deployment and nothing mirrored, every line in one runtime change (to the fleet's runtime
+//! folder, or to one Envoy's admin layer).
 
 use crate::admin::line_weight_keys;
 use crate::catalog::{find_service, stable_index};
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
 use crate::fleet::Fleet;
+use crate::render::envoy::{shadow_candidates, shadow_key, MirroredMethods};
 use crate::weights;
 use meshver::config::{Line, Service};
 
@@ -20,6 +21,10 @@ pub fn run(service: &str, major: Option<u64>, envoy: &EnvoyFlags) -> Outcome {
         let deployments = service.line_deployments(line);
         let stable = stable_index(deployments);
         values.extend(line_weight_keys(line, deployments, &weights::all_on(deployments.len(), stable)));
+        // And no mirroring: a shadow step cut short may have left it on.
+        for (_, d) in shadow_candidates(service).filter(|(l, _)| l.route == line.route) {
+            values.extend([MirroredMethods::Safe, MirroredMethods::Unsafe].map(|m| (shadow_key(line, d, m), 0)));
+        }
         if let Some(d) = deployments.get(stable) {
             done.push(format!("{} {}: {} 100%", service.name, line.route, d.version));
         }
