@@ -174,6 +174,17 @@ def test_rollback_ends_any_mirroring(stack):
     assert user_weights(stack) == (100, 0)
 
 
+def test_dry_run_shows_the_shadow_step(stack):
+    result = rollout(stack, "--shadow", "10%", "--steps", "50,100", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    shadow = lines.index("shadow first: 10% of user-v2's GET, HEAD and OPTIONS requests mirrored to user-2.1.0-shadow "
+                         "for 30s, judged as a step by")
+    assert "cluster.user-2.1.0-shadow.upstream_rq_completed" in lines[shadow + 1], lines
+    assert shadow < next(i for i, line in enumerate(lines) if line.startswith("step 1/2: "))
+    assert set(shadow_keys(stack).values()) <= {0} and user_weights(stack) == (100, 0)
+
+
 def test_shadow_refusals(stack):
     """No shadow for a candidate that already takes real requests, and none of 0%."""
     admin = stack.envoy.admin_url

@@ -312,6 +312,19 @@ fn print_plan(
         humantime::format_duration(fleet.converge_timeout),
         if checked.is_empty() { "none".to_owned() } else { checked.join(", ") }
     );
+    if let Some(shadow) = &args.shadow {
+        let cluster = crate::render::envoy::shadow_cluster(target);
+        println!(
+            "shadow first: {}% of {}'s {} mirrored to {cluster} for {}, judged as a step by",
+            shadow.percent,
+            line.route,
+            shadow.methods(),
+            humantime::format_duration(args.interval)
+        );
+        for query in judge_source.plan(&cluster, &line.route, args.interval) {
+            println!("  {query}");
+        }
+    }
     let mut weights = current.to_vec();
     for (n, step) in args.steps.percents.iter().enumerate() {
         weights = weights::shift(&weights, index, *step);
