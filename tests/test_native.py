@@ -65,6 +65,9 @@ def test_envoy_logs_the_abi_version_as_matched(upstreams):
         # Logged as the module loads; the log file is flushed every 100 ms.
         harness.wait_for(lambda: "Dynamic module ABI version" in envoy.log_text(), 5, "the ABI check in the log")
         log = envoy.log_text()
+    # Stopped as every test stops Envoy (SIGTERM): the module's flush thread is joined as its
+    # configuration goes, and nothing crashes on the way out.
+    assert envoy.proc.returncode == 0 and not envoy.critical_lines(), envoy.log_tail()
     assert f"Dynamic module ABI version {ABI_VERSION} matched." in log, \
         "\n".join(line for line in log.splitlines() if "ABI version" in line)
     assert "deprecated" not in "".join(line for line in log.splitlines() if "ABI version" in line)
@@ -76,7 +79,8 @@ def test_every_symbol_the_module_takes_from_envoy_is_one_the_binary_exports():
     # The calls the header filter cannot do without, among them.
     assert {"envoy_dynamic_module_callback_http_get_headers", "envoy_dynamic_module_callback_http_set_header",
             "envoy_dynamic_module_callback_http_send_response",
-            "envoy_dynamic_module_callback_http_filter_increment_counter"} <= imported
+            "envoy_dynamic_module_callback_http_filter_config_increment_counter",
+            "envoy_dynamic_module_callback_http_filter_config_scheduler_commit"} <= imported
     assert all(name.startswith("envoy_dynamic_module_callback_") for name in imported), imported
     missing = imported - symbols(envoy, "--defined-only")
     assert not missing, f"{module.name} imports what Envoy {harness.envoy_version()} does not export: {missing}"

@@ -18,6 +18,9 @@ pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
 pub type ConfigEnvoyPtr = *mut c_void;
 /// Envoy's `DynamicModuleHttpFilter`, one per stream (owned by Envoy).
 pub type FilterEnvoyPtr = *mut c_void;
+/// A scheduler that runs `on_http_filter_config_scheduled` on Envoy's main thread (made by Envoy,
+/// deleted by the module).
+pub type ConfigSchedulerPtr = *mut c_void;
 
 /// A buffer of the module's: `envoy_dynamic_module_type_module_buffer`.
 #[repr(C)]
@@ -104,6 +107,7 @@ pub const STOP_ITERATION: i32 = 1;
 extern "C" {
     pub fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
     pub fn envoy_dynamic_module_callback_log_enabled(level: LogLevel) -> bool;
+    pub fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
 
     pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config: ConfigEnvoyPtr,
@@ -112,13 +116,22 @@ extern "C" {
         label_names_length: usize,
         counter_id: *mut usize,
     ) -> i32;
-    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter: FilterEnvoyPtr,
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: ConfigEnvoyPtr,
         id: usize,
         label_values: *const ModuleBuffer,
         label_values_length: usize,
         value: u64,
     ) -> i32;
+
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(config: ConfigEnvoyPtr)
+        -> ConfigSchedulerPtr;
+    /// Any thread: posts `on_http_filter_config_scheduled(…, event_id)` to the main thread.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: ConfigSchedulerPtr);
 
     pub fn envoy_dynamic_module_callback_http_get_headers_size(filter: FilterEnvoyPtr, header_type: i32) -> usize;
     pub fn envoy_dynamic_module_callback_http_get_headers(

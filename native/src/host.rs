@@ -89,7 +89,7 @@ impl Host for NativeHost<'_> {
     }
 
     fn count(&mut self, series: Series) {
-        self.config.counters.count(self.filter, &self.config.catalog, series);
+        self.config.counters.count(series);
     }
 
     fn debug(&self, message: std::fmt::Arguments<'_>) {

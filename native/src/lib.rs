@@ -19,7 +19,7 @@ mod config;
 mod host;
 
 use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, LogLevel, ModuleBuffer};
-use config::{Counters, NativeConfig};
+use config::{Counters, EnvoyConfig, Flusher, NativeConfig, FLUSH_EVENT};
 use host::NativeHost;
 use meshver::filter::{on_request_headers, Verdict};
 use meshver::problem::Answer;
@@ -90,7 +90,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                     format_args!("meshver: loaded {} service(s) as the header filter", catalog.services.len()),
                 );
                 let counters = Counters::define(config_envoy);
-                Box::into_raw(Box::new(NativeConfig { catalog, counters })).cast_const().cast()
+                let flusher = Flusher::start(config_envoy);
+                let config = NativeConfig { catalog, counters, envoy: EnvoyConfig(config_envoy), flusher };
+                Box::into_raw(Box::new(config)).cast_const().cast()
             }
             Err(errors) => {
                 for error in &errors.0 {
@@ -110,8 +112,31 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         || {
             if !config.is_null() {
                 // SAFETY: made by `Box::into_raw` in config_new; Envoy destroys each config once,
-                // after every filter made from it.
-                drop(unsafe { Box::from_raw(config.cast_mut().cast::<NativeConfig>()) });
+                // after every filter made from it, on its main thread.
+                let mut config = unsafe { Box::from_raw(config.cast_mut().cast::<NativeConfig>()) };
+                // The flush thread stops first; then what it had not flushed goes to Envoy.
+                drop(config.flusher.take());
+                config.counters.flush(config.envoy.0, &config.catalog);
+            }
+        },
+    );
+}
+
+/// Envoy's main thread, each flush period (see `config::Flusher`): the counts go to Envoy.
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: ConfigEnvoyPtr,
+    config: *const c_void,
+    event_id: u64,
+) {
+    guarded(
+        "on_http_filter_config_scheduled",
+        || (),
+        || {
+            // SAFETY: the live configuration this event was committed for (see config_destroy).
+            let Some(config) = (unsafe { config.cast::<NativeConfig>().as_ref() }) else { return };
+            if event_id == FLUSH_EVENT {
+                config.counters.flush(config_envoy, &config.catalog);
             }
         },
     );
