@@ -83,3 +83,61 @@ pub fn live_weights(service: &Service, virtual_service: &Value) -> BTreeMap<Stri
 pub fn merge_patch(service: &Service, route_header: &str, namespace: Option<&str>, routing: &Routing) -> Value {
     json!({"spec": {"http": http_routes(service, route_header, namespace, routing)}})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::istio::Mirror;
+
+    fn service() -> Service {
+        let catalog = meshver::config::load(
+            br#"{"services":[{"name":"user","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
+            {"version":"1.4.0"},{"version":"2.0.3","weight":90},{"version":"2.1.0","weight":10},{"version":"2.2.0","weight":0}]}]}"#,
+        )
+        .unwrap();
+        catalog.services.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn the_weights_a_patch_writes_are_read_back() {
+        let service = service();
+        for weights in [vec![90, 10, 0], vec![0, 25, 75], vec![34, 33, 33], vec![0, 0, 100]] {
+            let routing = Routing { weights: BTreeMap::from([("user-v2".to_owned(), weights.clone())]), mirror: None };
+            let patch = merge_patch(&service, "x-meshver-route", Some("shop"), &routing);
+            assert_eq!(live_weights(&service, &patch), BTreeMap::from([("user-v2".to_owned(), weights)]));
+        }
+        // A route list that is not meshver's: nothing read, the catalog's weights stand.
+        assert!(live_weights(&service, &json!({"spec": {"http": [{"name": "user-v2", "route": []}]}})).is_empty());
+    }
+
+    #[test]
+    fn a_shadow_mirrors_the_lines_routes_only() {
+        let service = service();
+        let mirror = |all_methods| Routing {
+            weights: BTreeMap::new(),
+            mirror: Some(Mirror { line_route: "user-v2".into(), to: "user-2.2.0".into(), percent: 10, all_methods }),
+        };
+        let plain = merge_patch(&service, "x-meshver-route", None, &Routing::catalog())["spec"]["http"].clone();
+        let safe = merge_patch(&service, "x-meshver-route", None, &mirror(false))["spec"]["http"].clone();
+        let all = merge_patch(&service, "x-meshver-route", None, &mirror(true))["spec"]["http"].clone();
+        let of_line = |routes: &Value| -> usize {
+            routes
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["match"][0]["headers"]["x-meshver-route"]["exact"] == "user-v2")
+                .count()
+        };
+        let mirrored = |routes: &Value| routes.as_array().unwrap().iter().filter(|r| r.get("mirror").is_some()).count();
+        // Every route of the line mirrors; with safe methods only, through a copy before each.
+        assert_eq!((mirrored(&all), all.as_array().unwrap().len()), (of_line(&plain), plain.as_array().unwrap().len()));
+        assert_eq!(mirrored(&safe), of_line(&plain));
+        assert_eq!(safe.as_array().unwrap().len(), plain.as_array().unwrap().len() + of_line(&plain));
+        for route in safe.as_array().unwrap().iter().filter(|r| r.get("mirror").is_some()) {
+            assert_eq!(route["mirror"], json!({"host": "user", "subset": "user-2-2-0"}));
+            assert_eq!(route["mirrorPercentage"], json!({"value": 10.0}));
+            assert_eq!(route["match"][0]["method"], json!({"regex": "^(GET|HEAD|OPTIONS)$"}));
+            assert!(route["name"].as_str().unwrap().ends_with("-safe-methods"));
+        }
+    }
+}
