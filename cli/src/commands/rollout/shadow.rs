@@ -8,7 +8,7 @@
 //! when every deployment of the line can serve the version it asked for (otherwise it pins the
 //! request to a deployment): so the candidate is never sent a request it cannot serve by version.
 
-use super::{progress, WAIT_INTERVALS};
+use super::{progress, EXIT_INTERRUPTED, WAIT_INTERVALS};
 use crate::admin::retry;
 use crate::fail::{Fail, Outcome};
 use crate::fleet::Fleet;
@@ -19,9 +19,6 @@ use meshver::config::{Deployment, Line, Service};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Exit status after Ctrl-C (128 + SIGINT), once mirroring is off again.
-const EXIT_INTERRUPTED: i32 = super::EXIT_INTERRUPTED;
 
 /// What `--shadow` and `--shadow-all-methods` asked.
 #[derive(Debug, Clone, Copy)]
