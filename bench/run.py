@@ -44,7 +44,8 @@ from pathlib import Path
 from meshver_bench import body, catalog, measure, mix, report
 from meshver_bench.arms import ARM_NAMES, ARMS, Arms, upstream_config, url_of
 from meshver_bench.env import (BODY_WASM, EMPTY_NATIVE, EMPTY_WASM, ENVOY_CPU, LOADGEN_CPU, MESHVER_CLI, MESHVER_WASM, MIX,
-                               NATIVE_MODULE, OPENLOOP, RESULTS, harness, log, run, start_envoy)
+                               NATIVE_MODULE, OPENLOOP, RESULTS, harness, log, pin_native_modules, run,
+                               start_envoy)
 
 # Counts of a full run, and of --quick (one round, tiny counts: checks that the bench works,
 # its figures mean little). body_counts: requests per body arm and round, for each size.
@@ -219,6 +220,8 @@ def main():
     body_arms = body.BodyArms(spec, wasm, body_wasm, work)
     body_scripts = body.write_scripts(spec, work, args.body_counts)
 
+    # The native modules as they are now: a rebuild during the run changes no arm.
+    native_modules = pin_native_modules(work / "dynamic-modules") if {"N", "N0"} & set(arms) else {}
     about = machine()
     log(f"machine: {about}")
     load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -273,7 +276,8 @@ def main():
     if "header" in parts:
         mix_ns = measure.criterion_ns(f"mix of {len(reqs)} requests")
         results.update({"empty_module_bytes": EMPTY_WASM.stat().st_size,
-                        "native_module_bytes": NATIVE_MODULE.stat().st_size if "N" in arms else None,
+                        "native_module_bytes": native_modules.get(NATIVE_MODULE.name, {}).get("bytes"),
+                        "native_modules": native_modules,
                         "decide_ns_per_request": mix_ns / len(reqs) if mix_ns else None,
                         "decide_in_v8": measure.decide_in_v8(), "mix_kinds": len(reqs), "arms": arms,
                         "summary": report.summarize(rounds, arms), "rounds": rounds})

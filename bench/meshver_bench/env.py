@@ -4,7 +4,9 @@ Envoys are started with tests/harness.py's `Envoy` (pinned with its `cpus`, quie
 `log_level`), ports come from its `free_port`; only the load generators are started here.
 """
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +52,28 @@ def run(cmd, timeout):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+# The folder Envoy loads the native modules from (pin_native_modules: a copy of them taken as
+# the run starts, so that a rebuild during the run changes no arm).
+_native_modules = harness.NATIVE_MODULES
+
+
+def pin_native_modules(folder):
+    """Copies libmeshver.so and arm N0's module into `folder` and has every Envoy started after
+    this load them from there. Returns each one's sha256 and size ({name: {...}})."""
+    global _native_modules
+    folder.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    for module in (NATIVE_MODULE, EMPTY_NATIVE):
+        if module.exists():
+            shutil.copy2(module, folder / module.name)
+            data = (folder / module.name).read_bytes()
+            digests[module.name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    _native_modules = folder
+    return digests
+
+
 def start_envoy(name, config, cpus, concurrency=1):
     """An Envoy pinned to `cpus`, `concurrency` workers, logging warnings and worse only
     (the harness's Envoy: it waits until the listener accepts, and stops it on exit)."""
     return harness.Envoy(config, concurrency=concurrency, name=f"bench-{name}", cpus=cpus,
-                         log_level="warn", component_log_level=None)
+                         log_level="warn", component_log_level=None, native_modules=_native_modules)
