@@ -13,7 +13,7 @@ sandbox must prove beyond the behaviour suite, which `make test` runs on both ho
 - A catalog the module refuses makes Envoy refuse the configuration, logging each error with its
   JSON path, as `meshver check` prints them.
 - `meshver render envoy --host native` writes Envoy's dynamic module filter with the catalog the
-  wasm filter would get (a catalog's body filter stays wasm), and refuses `live_config`.
+  wasm filter would get, as the header filter and as the body filter, and refuses `live_config`.
 """
 
 import json
@@ -170,8 +170,15 @@ def test_render_host_native_writes_the_dynamic_module_filter(upstreams, tmp_path
     assert header["@type"].endswith("dynamic_modules.v3.DynamicModuleFilter")
     assert header["dynamic_module_config"]["name"] == harness.NATIVE_MODULE.name.removeprefix("lib").removesuffix(".so")
     assert header["filter_name"] == "meshver"
-    # The same catalog text as the wasm filter's; the body filter and the router as they were.
+    # The same catalog text as the wasm filter's.
     assert header["filter_config"]["value"] == filters["wasm"][0]["typed_config"]["config"]["configuration"]["value"]
+    # The body filter is the module too, under the body filter's name, behind the same matcher.
+    body = [f["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["on_match"]["action"]["typed_config"]
+            for f in (filters["native"][1], filters["wasm"][1])]
+    assert body[0]["typed_config"]["typed_config"]["filter_name"] == "meshver-body"
+    assert body[0]["typed_config"]["typed_config"]["filter_config"] == header["filter_config"]
+    for f in (filters["native"][1], filters["wasm"][1]):
+        f["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["on_match"]["action"]["typed_config"] = None
     assert filters["native"][1:] == filters["wasm"][1:]
     static = native["layered_runtime"]["layers"][0]["static_layer"]
     assert static == {"envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": True}

@@ -80,6 +80,15 @@ pub struct ModuleHeader {
 
 /// `envoy_dynamic_module_type_http_header_type_RequestHeader`.
 pub const REQUEST_HEADERS: i32 = 0;
+/// `envoy_dynamic_module_type_http_header_type_ResponseHeader`.
+pub const RESPONSE_HEADERS: i32 = 2;
+
+/// `envoy_dynamic_module_type_http_body_type`: the chunk of this body hook, and what Envoy
+/// buffered before it (a hook that returned `STOP_AND_BUFFER`), of each direction.
+pub const RECEIVED_REQUEST_BODY: i32 = 0;
+pub const BUFFERED_REQUEST_BODY: i32 = 1;
+pub const RECEIVED_RESPONSE_BODY: i32 = 2;
+pub const BUFFERED_RESPONSE_BODY: i32 = 3;
 
 /// `envoy_dynamic_module_type_log_level`.
 #[derive(Clone, Copy)]
@@ -103,6 +112,10 @@ pub const ATTRIBUTE_PEER_URI_SAN: i32 = 37;
 pub const CONTINUE: i32 = 0;
 /// `envoy_dynamic_module_type_on_http_filter_request_headers_status_StopIteration`.
 pub const STOP_ITERATION: i32 = 1;
+/// `envoy_dynamic_module_type_on_http_filter_{request,response}_body_status_StopIterationAndBuffer`.
+pub const STOP_AND_BUFFER: i32 = 1;
+/// `envoy_dynamic_module_type_on_http_filter_{request,response}_body_status_StopIterationNoBuffer`.
+pub const STOP_NO_BUFFER: i32 = 3;
 
 extern "C" {
     pub fn envoy_dynamic_module_callback_log(level: LogLevel, message: ModuleBuffer);
@@ -147,6 +160,23 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
     pub fn envoy_dynamic_module_callback_http_clear_route_cache(filter: FilterEnvoyPtr);
+
+    pub fn envoy_dynamic_module_callback_http_get_body_size(filter: FilterEnvoyPtr, body_type: i32) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(filter: FilterEnvoyPtr, body_type: i32) -> usize;
+    pub fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: FilterEnvoyPtr,
+        body_type: i32,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_append_body(
+        filter: FilterEnvoyPtr,
+        body_type: i32,
+        data: ModuleBuffer,
+    ) -> bool;
+    pub fn envoy_dynamic_module_callback_http_drain_body(filter: FilterEnvoyPtr, body_type: i32, bytes: usize) -> bool;
+    /// Whether this body hook's chunk is Envoy's buffer itself (then the two are one body).
+    pub fn envoy_dynamic_module_callback_http_received_buffered_request_body(filter: FilterEnvoyPtr) -> bool;
+    pub fn envoy_dynamic_module_callback_http_received_buffered_response_body(filter: FilterEnvoyPtr) -> bool;
 
     pub fn envoy_dynamic_module_callback_http_send_response(
         filter: FilterEnvoyPtr,

@@ -17,6 +17,9 @@ pub const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 pub struct NativeConfig {
     pub catalog: Catalog,
+    /// Whether this configuration is the body filter's (its filter name is the wasm body
+    /// filter's root id), not the header filter's.
+    pub body_filter: bool,
     pub counters: Counters,
     /// Envoy's side of this configuration, for the last flush as it is destroyed.
     pub envoy: EnvoyConfig,

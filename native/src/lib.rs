@@ -1,6 +1,7 @@
 //! meshver as a native Envoy dynamic module: the request path of the wasm filter
 //! ([`meshver::filter::on_request_headers`]) behind the dynamic-modules ABI instead of
-//! proxy-wasm, with no VM between Envoy and the decision.
+//! proxy-wasm, with no VM between Envoy and the decision; and, under the filter name
+//! `meshver-body`, the body filter ([`meshver::filter::body::BodyExchange`]).
 //!
 //! Envoy loads `libmeshver.so` (`make build` writes it to `target/dynamic-modules/`) from
 //! `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` for a `DynamicModuleFilter` whose module is named
@@ -17,15 +18,18 @@
 mod abi;
 mod config;
 mod host;
+mod stream;
 
 use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, LogLevel, ModuleBuffer};
 use config::{Counters, EnvoyConfig, Flusher, NativeConfig, FLUSH_EVENT};
 use host::NativeHost;
+use meshver::filter::body::{BodyExchange, Step, BODY_ROOT_ID};
 use meshver::filter::{on_request_headers, Verdict};
 use meshver::problem::Answer;
 use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use stream::Stream;
 
 /// Logs a line under Envoy's `dynamic_modules` component, formatting it only if Envoy would
 /// show it.
@@ -77,7 +81,7 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     config_envoy: ConfigEnvoyPtr,
-    _name: EnvoyBuffer,
+    name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
     guarded("on_http_filter_config_new", std::ptr::null, || {
@@ -85,13 +89,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         let raw = unsafe { config.bytes() };
         match meshver::config::load(raw) {
             Ok(catalog) => {
+                // The body filter is the filter named as the wasm body filter's root id.
+                // SAFETY: Envoy's name bytes are live for this hook.
+                let body_filter = unsafe { name.bytes() } == BODY_ROOT_ID.as_bytes();
+                let role = if body_filter { "body filter" } else { "header filter" };
                 log(
                     LogLevel::Info,
-                    format_args!("meshver: loaded {} service(s) as the header filter", catalog.services.len()),
+                    format_args!("meshver: loaded {} service(s) as the {role}", catalog.services.len()),
                 );
                 let counters = Counters::define(config_envoy);
                 let flusher = Flusher::start(config_envoy);
-                let config = NativeConfig { catalog, counters, envoy: EnvoyConfig(config_envoy), flusher };
+                let envoy = EnvoyConfig(config_envoy);
+                let config = NativeConfig { catalog, body_filter, counters, envoy, flusher };
                 Box::into_raw(Box::new(config)).cast_const().cast()
             }
             Err(errors) => {
@@ -142,29 +151,38 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     );
 }
 
-/// A stream's filter. It holds no state of its own, so the configuration itself stands for it:
-/// no allocation per request.
+/// A stream's filter: the header filter's is its configuration (no allocation per request), the
+/// body filter's a state of its own (see `stream`).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: *const c_void,
     _filter: FilterEnvoyPtr,
 ) -> *const c_void {
-    config
+    guarded("on_http_filter_new", std::ptr::null, || stream::new(config))
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter: FilterEnvoyPtr,
     config: *const c_void,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> i32 {
     let answered = || {
         host::send(filter, &internal_error());
         abi::STOP_ITERATION
     };
     guarded("on_http_filter_request_headers", answered, || {
-        // SAFETY: the pointer `filter_new` returned: a live configuration (see config_destroy).
-        let Some(config) = (unsafe { config.cast::<NativeConfig>().as_ref() }) else { return abi::CONTINUE };
+        // SAFETY: the pointer `filter_new` returned, for this stream.
+        let config = match unsafe { stream::of(config) } {
+            Some(Stream::Header(config)) => config,
+            Some(Stream::Body(config, stream)) => {
+                let mut host = NativeHost { filter, config, headers_changed: false };
+                let (exchange, step) = BodyExchange::start(&mut host, &config.catalog, end_of_stream);
+                stream.exchange = exchange;
+                return headers_status(step);
+            }
+            None => return abi::CONTINUE,
+        };
         let mut host = NativeHost { filter, config, headers_changed: false };
         match on_request_headers(&mut host, &config.catalog) {
             Verdict::Continue => {
@@ -191,40 +209,103 @@ fn internal_error() -> Answer {
     }
 }
 
-// The hooks below are ones Envoy requires a module to export; the header filter needs none of
-// them: each lets the stream go on untouched.
+/// A headers hook's status for a body filter's step.
+fn headers_status(step: Step) -> i32 {
+    match step {
+        Step::Continue => abi::CONTINUE,
+        Step::Buffer | Step::Answered => abi::STOP_ITERATION,
+    }
+}
 
-#[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _: FilterEnvoyPtr,
-    _: *const c_void,
-    _: bool,
+/// A body hook's status for a body filter's step: buffer until the body is whole; once answered,
+/// nothing more of it.
+fn body_status(step: Step) -> i32 {
+    match step {
+        Step::Continue => abi::CONTINUE,
+        Step::Buffer => abi::STOP_AND_BUFFER,
+        Step::Answered => abi::STOP_NO_BUFFER,
+    }
+}
+
+/// Runs a body filter's hook on its exchange; any other stream goes on untouched.
+fn on_body_stream(
+    hook: &str,
+    filter: FilterEnvoyPtr,
+    pointer: *const c_void,
+    on_panic: fn(FilterEnvoyPtr) -> i32,
+    step: impl FnOnce(&mut BodyExchange, &mut NativeHost<'_>, &meshver::config::Catalog) -> i32,
 ) -> i32 {
+    guarded(
+        hook,
+        || on_panic(filter),
+        || {
+            // SAFETY: the pointer `filter_new` returned, for this stream.
+            let Some(Stream::Body(config, stream)) = (unsafe { stream::of(pointer) }) else { return abi::CONTINUE };
+            let Some(exchange) = &mut stream.exchange else { return abi::CONTINUE };
+            let mut host = NativeHost { filter, config, headers_changed: false };
+            step(exchange, &mut host, &config.catalog)
+        },
+    )
+}
+
+/// A request that panicked while its body was held: answered 500, nothing more of it.
+fn request_panicked(filter: FilterEnvoyPtr) -> i32 {
+    host::send(filter, &internal_error());
+    abi::STOP_NO_BUFFER
+}
+
+/// A response that panicked: passed on as it is (its headers may be on their way already).
+fn response_panicked(_: FilterEnvoyPtr) -> i32 {
     abi::CONTINUE
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_: FilterEnvoyPtr, _: *const c_void) -> i32 {
-    abi::CONTINUE
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    filter: FilterEnvoyPtr,
+    stream: *const c_void,
+    end_of_stream: bool,
+) -> i32 {
+    on_body_stream("on_http_filter_request_body", filter, stream, request_panicked, |exchange, host, catalog| {
+        let size = host::request_body_size(filter);
+        body_status(exchange.on_request_body(host, catalog, size, end_of_stream))
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    filter: FilterEnvoyPtr,
+    stream: *const c_void,
+) -> i32 {
+    on_body_stream("on_http_filter_request_trailers", filter, stream, request_panicked, |exchange, host, catalog| {
+        headers_status(exchange.on_request_trailers(host, catalog))
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _: FilterEnvoyPtr,
-    _: *const c_void,
-    _: bool,
+    filter: FilterEnvoyPtr,
+    stream: *const c_void,
+    end_of_stream: bool,
 ) -> i32 {
-    abi::CONTINUE
+    on_body_stream("on_http_filter_response_headers", filter, stream, response_panicked, |exchange, host, catalog| {
+        headers_status(exchange.on_response_headers(host, catalog, end_of_stream))
+    })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _: FilterEnvoyPtr,
-    _: *const c_void,
-    _: bool,
+    filter: FilterEnvoyPtr,
+    stream: *const c_void,
+    end_of_stream: bool,
 ) -> i32 {
-    abi::CONTINUE
+    on_body_stream("on_http_filter_response_body", filter, stream, response_panicked, |exchange, host, catalog| {
+        let size = host::response_body_size(filter);
+        body_status(exchange.on_response_body(host, catalog, size, end_of_stream))
+    })
 }
+
+// The hooks below are ones Envoy requires a module to export; neither filter needs them: each
+// lets the stream go on untouched.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(_: FilterEnvoyPtr, _: *const c_void) -> i32 {
@@ -245,9 +326,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_local_reply(
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(_: FilterEnvoyPtr, _: *const c_void) {}
 
-/// Nothing to free: the filter is its configuration (see `filter_new`).
+/// Frees a body filter's stream state (a header filter's stream has none).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(_: *const c_void) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(stream: *const c_void) {
+    // SAFETY: the pointer `filter_new` returned; Envoy destroys each stream's filter once.
+    guarded("on_http_filter_destroy", || (), || unsafe { stream::drop(stream) });
+}
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(

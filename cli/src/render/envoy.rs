@@ -27,8 +27,8 @@ pub enum FilterHost {
     #[default]
     Wasm,
     /// The native dynamic module `libmeshver.so`, found on Envoy's
-    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`; built for one Envoy minor release (1.40). A catalog's
-    /// body filter stays the wasm module.
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`; built for one Envoy minor release (1.40). It is the
+    /// body filter too.
     Native,
 }
 
@@ -324,11 +324,14 @@ fn http_filters(
 ) -> Value {
     let header_filter = match host {
         FilterHost::Wasm => wasm_filter(listener, "meshver", wasm, catalog, failure),
-        FilterHost::Native => native_filter(catalog),
+        FilterHost::Native => native_filter("meshver", catalog),
     };
     let mut filters = vec![header_filter];
     if let Some(body_wasm) = body_wasm {
-        filters.push(marked_only(wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog, failure)));
+        filters.push(marked_only(match host {
+            FilterHost::Wasm => wasm_filter(listener, BODY_ROOT_ID, body_wasm, catalog, failure),
+            FilterHost::Native => native_filter(BODY_ROOT_ID, catalog),
+        }));
     }
     filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
@@ -362,17 +365,18 @@ fn marked_only(body_filter: Value) -> Value {
     })
 }
 
-/// The header filter as Envoy's dynamic module filter: the same catalog JSON, no VM (and so no
-/// failure policy: the module has no VM to fail; a panic is answered 500 where it happens).
-fn native_filter(catalog: &[u8]) -> Value {
+/// A filter as Envoy's dynamic module filter: the same catalog JSON, no VM (and so no failure
+/// policy: the module has no VM to fail; a panic is answered 500 where it happens). The module
+/// is the body filter under the wasm body filter's root id, otherwise the header filter.
+fn native_filter(filter_name: &str, catalog: &[u8]) -> Value {
     json!({
-        "name": "meshver",
+        "name": filter_name,
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
             // do_not_close: Envoy never unloads the library (a Rust library's thread-local
             // destructors must outlive every worker thread).
             "dynamic_module_config": {"name": NATIVE_MODULE, "do_not_close": true},
-            "filter_name": "meshver",
+            "filter_name": filter_name,
             "filter_config": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
                 "value": compact_json(catalog),
