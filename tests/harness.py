@@ -610,7 +610,7 @@ class DemoStack:
 
     def __init__(self, catalog, ports=None, listener_port=None, admin_port=None, base_id=None,
                  concurrency=2, wasm_path=WASM, inbound_port=None, sidecar_ports=None, config=None,
-                 shared=None, envoy_name="envoy"):
+                 shared=None, envoy_name="envoy", mesh_fields=None):
         self.catalog = catalog
         self.compiled = compiled_catalog(catalog)
         self.upstreams = {}
@@ -644,7 +644,8 @@ class DemoStack:
                         service["name"], deployment["version"], ports.get(name), extra)
             if config is None:
                 config = render_envoy(admin_port, listeners,
-                                      {name: up.port for name, up in self.upstreams.items()}, wasm_path)
+                                      {name: up.port for name, up in self.upstreams.items()}, wasm_path,
+                                      mesh_fields=mesh_fields)
             self.envoy = Envoy(config, concurrency=concurrency, base_id=base_id, name=envoy_name)
         except BaseException:
             self.stop()
@@ -863,15 +864,16 @@ class Fleet:
     """`count` Envoys (fleet-a, fleet-b, …) rendered from one catalog, each from its own mesh file
     naming the same runtime folder `runtime_dir` (`weights.runtime_dir`): every one routes to
     `upstreams` (route key -> Upstream), except where `own` ({index: {route key: Upstream}}) gives
-    one Envoy upstreams of its own. Stopped by stop() or `with`; the upstreams are the caller's."""
+    one Envoy upstreams of its own; `mesh_fields` more of the mesh file's fields (e.g. {"shadow": True}).
+    Stopped by stop() or `with`; the upstreams are the caller's."""
 
-    def __init__(self, catalog, upstreams, runtime_dir, count=3, own=None):
+    def __init__(self, catalog, upstreams, runtime_dir, count=3, own=None, mesh_fields=None):
         self.envoys = []
         try:
             for index in range(count):
                 ports = {route: up.port for route, up in {**upstreams, **(own or {}).get(index, {})}.items()}
                 config = render_envoy(free_port(), [{"name": "edge", "port": free_port(), "catalog": catalog}], ports,
-                                      mesh_fields={"weights": {"runtime_dir": str(runtime_dir)}})
+                                      mesh_fields={"weights": {"runtime_dir": str(runtime_dir)}, **(mesh_fields or {})})
                 self.envoys.append(Envoy(config, name=f"fleet-{chr(ord('a') + index)}"))
         except BaseException:
             self.stop()

@@ -178,9 +178,8 @@ def test_rendered_routes_follow_the_catalog():
     clusters = {c["name"] for c in config["static_resources"]["clusters"]}
     deployments = set(harness.deployment_routes(catalog))
     assert set(pinned) == deployments
-    # The one deployment that is not its line's stable one has a shadow cluster (`rollout --shadow`).
-    shadows = {"user-2.1.0-shadow"}
-    assert clusters == deployments | shadows | {"order-1.2.0-sidecar-forward", "order-2.0.0-sidecar-forward"}
+    # No shadow clusters: the mesh file does not ask for shadow steps ("shadow": true).
+    assert clusters == deployments | {"order-1.2.0-sidecar-forward", "order-2.0.0-sidecar-forward"}
 
     # Each listener's copy of the one catalog carries its own overlay.
     def embedded(listener):

@@ -30,7 +30,7 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with harness.DemoStack(CATALOG, envoy_name="shadow-envoy") as s:
+    with harness.DemoStack(CATALOG, envoy_name="shadow-envoy", mesh_fields={"shadow": True}) as s:
         s.catalog_path = tmp_path_factory.mktemp("shadow") / "catalog.json"
         s.catalog_path.write_text(json.dumps(CATALOG))
         yield s
@@ -248,7 +248,7 @@ def test_a_fleet_stops_a_candidate_failing_in_shadow_before_any_users_request(tm
     fleet = prometheus = None
     try:
         runtime_dir = tmp_path / "runtime"
-        fleet = harness.Fleet(catalog, upstreams, runtime_dir)
+        fleet = harness.Fleet(catalog, upstreams, runtime_dir, mesh_fields={"shadow": True})
         prometheus = harness.Prometheus([f"127.0.0.1:{e.admin_port}" for e in fleet.envoys], rule_files=(),
                                         name="shadow-prometheus")
         harness.wait_for(lambda: [v for _, v in prometheus.query("up")] == [1.0] * 3, 30, "Prometheus scraping the fleet")

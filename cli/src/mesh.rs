@@ -32,6 +32,12 @@ pub struct Mesh {
     /// Envoy's own admin layer only).
     #[serde(default)]
     pub weights: Option<Weights>,
+    /// Render what a `rollout --shadow` step needs: a mirror cluster per candidate and the
+    /// line routes' mirror policies (off until a rollout sets their runtime keys). Default off:
+    /// a mirror policy is looked up on every request of a line route, and the read-only route
+    /// beside each line matches the method by regex, so a mesh that never shadows pays nothing.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// The mesh file's `weights`: a runtime folder shared by every Envoy rendered from it.

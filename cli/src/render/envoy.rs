@@ -106,12 +106,12 @@ pub fn render_on(mesh_path: &Path, wasm_path: &WasmPath, filter_host: FilterHost
                         })?;
                         let (h, p) = socket_address(endpoint, &format!("endpoint {:?}", deployment.route))?;
                         add_cluster(&mut clusters, &mut cluster_names, &deployment.route, &h, p)?;
-                        if shadow_candidates(service).any(|(_, d)| d.route == deployment.route) {
+                        if mesh.shadow && shadow_candidates(service).any(|(_, d)| d.route == deployment.route) {
                             add_cluster(&mut clusters, &mut cluster_names, &shadow_cluster(deployment), &h, p)?;
                         }
                     }
                 }
-                routes(&catalog.catalog)
+                routes(&catalog.catalog, mesh.shadow)
             }
         };
         let listener_limit = buffer_limit(&catalog.catalog);
@@ -413,7 +413,7 @@ fn wasm_filter(listener: &str, root_id: &str, wasm: &Path, catalog: &[u8], failu
 /// A deprecated deployment's answers get its lifecycle headers from its route or its weighted
 /// cluster: Envoy adds them to whatever that deployment answers, whoever picked it. Each route
 /// is named by its route key and carries its service as metadata, for the access log.
-fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
+fn routes(catalog: &meshver::config::Catalog, shadow: bool) -> Vec<Value> {
     let header = &catalog.route_header;
     let on_key = |key: &str, service: &str| {
         json!({
@@ -456,8 +456,11 @@ fn routes(catalog: &meshver::config::Catalog) -> Vec<Value> {
                 },
                 "timeout": "5s",
             });
-            let shadowed: Vec<&Deployment> =
-                shadow_candidates(service).filter(|(l, _)| l.route == line.route).map(|(_, d)| d).collect();
+            let shadowed: Vec<&Deployment> = if shadow {
+                shadow_candidates(service).filter(|(l, _)| l.route == line.route).map(|(_, d)| d).collect()
+            } else {
+                Vec::new()
+            };
             if !shadowed.is_empty() {
                 // Read-only requests first, on a route of their own: only those are mirrored
                 // unless a rollout asks for every method (the other route's keys).
@@ -623,7 +626,7 @@ mod tests {
             "deployments":[{"version":"1.4.0"},{"version":"2.0.3"},{"version":"2.1.0"}]}]}"#,
         )
         .unwrap();
-        let routes = routes(&catalog);
+        let routes = routes(&catalog, false);
         let v1 = announced(&routes, "user-1.4.0");
         let names: Vec<&str> = v1.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["deprecation", "sunset", "link"]);
@@ -640,10 +643,14 @@ mod tests {
             "deployments":[{"version":"2.0.0"},{"version":"2.1.0"}]}]}"#,
         )
         .unwrap();
-        let routes = routes(&catalog);
-        let names: Vec<&str> = routes.iter().map(|r| r["name"].as_str().unwrap()).collect();
-        // The line's read-only requests have a route of their own (its mirror policies).
-        assert_eq!(names, ["s-2.0.0", "s-2.1.0", "s-v2", "s-v2", "none"]);
+        let names = |routes: &[Value]| -> Vec<String> {
+            routes.iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+        };
+        let routes = routes(&catalog, false);
+        assert_eq!(names(&routes), ["s-2.0.0", "s-2.1.0", "s-v2", "none"]);
+        // Rendered for shadow steps, the line's read-only requests have a route of their own
+        // (its mirror policies).
+        assert_eq!(names(&super::routes(&catalog, true)), ["s-2.0.0", "s-2.1.0", "s-v2", "s-v2", "none"]);
         assert_eq!(routes[2]["metadata"]["filter_metadata"]["meshver"]["service"], "s");
         let format = |sidecar| {
             access_log("edge", &catalog, sidecar)["typed_config"]["log_format"]["text_format_source"]["inline_string"]
@@ -664,13 +671,15 @@ mod tests {
     }
 
     #[test]
-    fn each_line_mirrors_to_its_candidates_off_by_default() {
+    fn a_shadowing_mesh_mirrors_each_line_to_its_candidates_off_by_default() {
         let catalog = meshver::config::load(
             br#"{"services":[{"name":"s","match":{"path_prefixes":["/"]},"default_version":"2","deployments":[
             {"version":"1.0.0"},{"version":"2.0.0","weight":80},{"version":"2.1.0","weight":0},{"version":"2.2.0","weight":20}]}]}"#,
         )
         .unwrap();
-        let routes = routes(&catalog);
+        // Not rendered unless the mesh asks: no request pays for a mirror lookup.
+        assert!(routes(&catalog, false).iter().all(|r| r["route"].get("request_mirror_policies").is_none()));
+        let routes = routes(&catalog, true);
         let line: Vec<&Value> = routes.iter().filter(|r| r["name"] == "s-v2").collect();
         assert_eq!(line.len(), 2);
         let (safe, unsafe_methods) = (line[0], line[1]);
@@ -735,7 +744,7 @@ mod tests {
             {"version":"2.0.0","lifecycle":{"deprecated":"2026-01-01"}},{"version":"2.1.0"}]}]}"#,
         )
         .unwrap();
-        let routes = routes(&catalog);
+        let routes = routes(&catalog, false);
         // The line's weighted cluster entry and the pinned route alike.
         let line = routes.iter().find(|r| r["match"]["headers"][0]["string_match"]["exact"] == "s-v2").unwrap();
         let clusters = line["route"]["weighted_clusters"]["clusters"].as_array().unwrap();

@@ -95,7 +95,7 @@ pub fn check(shadow: &Shadow, at: &ShadowTarget, judge_source: &JudgeSource, rol
     if !known {
         return Err(Fail::new(
             format!("{} knows no shadow cluster {cluster} to mirror {name} to", judge_source.describe()),
-            "render the Envoys' bootstrap again with this meshver (`meshver render envoy`) and restart them, or leave out --shadow",
+            "render the Envoys' bootstrap with \"shadow\": true in the mesh file (`meshver render envoy`) and restart them, or leave out --shadow",
         ));
     }
     Ok(())
