@@ -4,7 +4,6 @@ by Envoy, status, shift, rollback, and rollouts that finish or roll back by them
 import json
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -77,30 +76,9 @@ def stack(tmp_path_factory):
     s.envoy.check_no_wasm_critical()
 
 
-class Load:
+def load(stack, threads=2):
     """Background requests to the 2.x line while a rollout runs, stopped on exit."""
-
-    def __init__(self, stack, threads=2):
-        self.stack, self.stop_event = stack, threading.Event()
-        self.statuses = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self):
-        while not self.stop_event.is_set():
-            try:
-                self.statuses.append(self.stack.register().status)
-            except OSError:
-                self.statuses.append(None)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(10)
+    return harness.Load([lambda: stack.register().status] * threads)
 
 
 def one_line_error(result, pattern):
@@ -228,7 +206,7 @@ def test_bad_input_gets_one_line_that_says_what_to_do(stack):
 
 def test_healthy_rollout_reaches_100(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
-    with Load(stack) as load:
+    with load(stack) as background:
         result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "1s",
                          "--max-error-rate", "1%", "--max-p99", "2s", "--min-requests", "1",
                          "--admin", stack.admin)
@@ -236,7 +214,7 @@ def test_healthy_rollout_reaches_100(stack):
     assert "step 1/2: user-2.1.0 at 50%: ok" in result.stdout
     assert "user 2.1.0 now takes 100% of user-v2" in result.stdout
     assert stack.line_weights() == (0, 100)
-    assert set(load.statuses) == {200}
+    assert set(background.statuses) == {200}
     assert set(stack.versions(20)) == {"2.1.0"}
 
 
@@ -244,7 +222,7 @@ def test_failing_rollout_rolls_back_within_one_interval(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
     stack.fault(stack.new, fail_rate=1)
     try:
-        with Load(stack):
+        with load(stack):
             started = time.monotonic()
             result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "2s",
                              "--max-error-rate", "1%", "--admin", stack.admin)
@@ -267,7 +245,7 @@ def test_slow_rollout_rolls_back_on_p99(stack):
     assert meshver("rollback", "user", "--admin", stack.admin).returncode == 0
     stack.fault(stack.new, delay_ms=300)
     try:
-        with Load(stack, threads=3):
+        with load(stack, threads=3):
             started = time.monotonic()
             result = meshver("rollout", "user", "--to", "2.1.0", "--steps", "50,100", "--interval", "2s",
                              "--max-error-rate", "1%", "--max-p99", "100ms", "--admin", stack.admin)
