@@ -35,7 +35,10 @@ pub fn parse(buffer: &[u8]) -> Option<Vec<Header<'_>>> {
 /// The host's side of the format: what Envoy hands over, for tests and benchmarks.
 pub fn serialise(headers: &[Header<'_>]) -> Vec<u8> {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = count(headers.len()).to_vec();
+    // Sized once: the native host serialises every request's headers here.
+    let size = 4 + headers.iter().map(|(name, value)| 10 + name.len() + value.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend(count(headers.len()));
     for (name, value) in headers {
         out.extend(count(name.len()));
         out.extend(count(value.len()));

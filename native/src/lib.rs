@@ -176,14 +176,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
         let config = match unsafe { stream::of(config) } {
             Some(Stream::Header(config)) => config,
             Some(Stream::Body(config, stream)) => {
-                let mut host = NativeHost { filter, config, headers_changed: false };
+                let mut host = NativeHost::new(filter, config);
                 let (exchange, step) = BodyExchange::start(&mut host, &config.catalog, end_of_stream);
                 stream.exchange = exchange;
                 return headers_status(step);
             }
             None => return abi::CONTINUE,
         };
-        let mut host = NativeHost { filter, config, headers_changed: false };
+        let mut host = NativeHost::new(filter, config);
         match on_request_headers(&mut host, &config.catalog) {
             Verdict::Continue => {
                 if host.headers_changed {
@@ -242,7 +242,7 @@ fn on_body_stream(
             // SAFETY: the pointer `filter_new` returned, for this stream.
             let Some(Stream::Body(config, stream)) = (unsafe { stream::of(pointer) }) else { return abi::CONTINUE };
             let Some(exchange) = &mut stream.exchange else { return abi::CONTINUE };
-            let mut host = NativeHost { filter, config, headers_changed: false };
+            let mut host = NativeHost::new(filter, config);
             step(exchange, &mut host, &config.catalog)
         },
     )
