@@ -7,9 +7,10 @@ sandbox must prove beyond the behaviour suite, which `make test` runs on both ho
 - Every symbol the library takes from Envoy is one the pinned binary exports, and every hook it
   exports is one Envoy looks up: the hand-written declarations name nothing Envoy lacks.
 - The hosts stay apart: no proxy-wasm in the library, no dynamic-module code in the wasm module.
-- A panic inside the module stays inside it: the request is answered 500, the panic is logged at
-  critical level, Envoy and the next request go on (a build with the test-only `panic-probe`
-  feature, which panics on a request header).
+- A panic inside the module stays inside it, in the header filter and in the body filter: the
+  request is answered 500, the panic is logged at critical level, Envoy and the next request go on
+  (a build with the test-only `panic-probe` feature, which panics on a request header, or on those
+  bytes in a body).
 - A catalog the module refuses makes Envoy refuse the configuration, logging each error with its
   JSON path, as `meshver check` prints them.
 - `meshver render envoy --host native` writes Envoy's dynamic module filter with the catalog the
@@ -130,6 +131,25 @@ def test_a_panic_is_answered_500_and_envoy_goes_on(upstreams, panic_probe):
         panics = [line for line in envoy.critical_lines(harness.NATIVE_LOG) if "panicked in" in line]
     assert len(panics) == 2 and all("on_http_filter_request_headers" in line and PANIC_HEADER in line
                                     for line in panics), panics
+
+
+def test_a_panic_in_the_body_filter_is_answered_500_and_envoy_goes_on(upstreams, panic_probe):
+    catalog = json.loads(json.dumps(CATALOG))
+    catalog["services"][0]["data"] = {"contracts": [{"version": "2", "path_prefix": "/login",
+                                                     "schema": {"type": "object"}}]}
+    config = native_config(upstreams, catalog)
+    json_body = {"content-type": "application/json", "x-api-version": "2"}
+    with harness.Envoy(config, concurrency=1, native_modules=panic_probe,
+                       expected_critical=PANIC_HEADER) as envoy:
+        for send in (http1, http2):
+            answer = send("POST", envoy.url + "/login", headers=json_body, body=json.dumps({"note": PANIC_HEADER}))
+            assert answer.status == 500 and answer.body == b"meshver: internal error\n", answer
+            # The next marked request's body is checked as ever (its contract holds), on the same worker.
+            answer = send("POST", envoy.url + "/login", headers=json_body, body=b"{}")
+            assert answer.status != 500 and answer.json["version"] == "2.1.0", answer.body
+        assert envoy.running
+        panics = [line for line in envoy.critical_lines(harness.NATIVE_LOG) if "panicked in" in line]
+    assert len(panics) == 2 and all("on_http_filter_request_body" in line for line in panics), panics
 
 
 def test_a_refused_catalog_refuses_the_config_with_json_paths(upstreams):

@@ -41,6 +41,11 @@ fn name_bit(name: &[u8]) -> u64 {
     1 << (hash % 64)
 }
 
+/// What makes the test-only `panic-probe` build panic: a request header of this name, or these
+/// bytes in a body the body filter reads.
+#[cfg(feature = "panic-probe")]
+const PANIC_PROBE: &[u8] = b"x-meshver-test-panic";
+
 /// One direction's body as Envoy holds it during a hook: what it buffered before (the hooks
 /// that answered `STOP_AND_BUFFER`), and the chunk of this hook.
 #[derive(Clone, Copy)]
@@ -96,6 +101,11 @@ impl Body {
             }
         }
         body.truncate(size);
+        #[cfg(feature = "panic-probe")]
+        #[allow(clippy::panic)] // the probe's whole point
+        if body.windows(PANIC_PROBE.len()).any(|window| window == PANIC_PROBE) {
+            panic!("x-meshver-test-panic in a body: a panic inside the module, on purpose");
+        }
         body
     }
 
@@ -128,7 +138,8 @@ fn header_map(filter: FilterEnvoyPtr, header_type: i32) -> Option<(Vec<u8>, u64)
         }
         let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|h| (h.key.bytes(), h.value.bytes())).collect();
         #[cfg(feature = "panic-probe")]
-        if pairs.iter().any(|(name, _)| *name == b"x-meshver-test-panic") {
+        #[allow(clippy::panic)] // the probe's whole point
+        if pairs.iter().any(|(name, _)| *name == PANIC_PROBE) {
             panic!("x-meshver-test-panic: a panic inside the module, on purpose");
         }
         let names = pairs.iter().fold(0, |bits, (name, _)| bits | name_bit(name));
