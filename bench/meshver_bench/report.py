@@ -302,7 +302,12 @@ def part_of(run, part):
     other part alone; each part's own date and load go with it."""
     about = {k: run[k] for k in ("date", "machine", "uptime_before", "uptime_after") if k in run}
     if part == "body":
-        return {"body": {"run": about, **run["body"]}} if "body" in run else {}
+        if "body" not in run:
+            return {}
+        # The header figures its "header arms unchanged" row compared, of that run.
+        compared = {"header_c": run.get("summary", {}).get("C"),
+                    "previous_c": run.get("previous", {}).get("summary", {}).get("C")}
+        return {"body": {"run": about, **compared, **run["body"]}}
     kept = {k: run[k] for k in HEADER_KEYS if k in run}
     return {**kept, "header_run": run.get("header_run", about)} if kept else {}
 
@@ -316,12 +321,16 @@ def publish(report, write, parts=("header", "body")):
     if report.get("body", {}).get("rounds") and "body" in parts:
         previous = report.get("previous", {}).get("summary", {}).get("C")
         current = report["summary"]["C"] if "summary" in report and "C" in report["summary"] else None
+        if "run" in report["body"]:  # kept from an earlier run: that run's comparison
+            previous, current = report["body"].get("previous_c"), report["body"].get("header_c")
+        # A body part kept from an earlier run (part_of) names that run's date and load.
+        run = report["body"].get("run", report)
         texts[BODY_MARKERS] = "\n\n".join([
-            f"Run of {report['date']}: {len(report['body']['rounds'])} rounds; in each, per body size, the "
+            f"Run of {run['date']}: {len(report['body']['rounds'])} rounds; in each, per body size, the "
             f"{len(report['body']['arms'])} arms in alternating bursts (order rotated each round).",
             body_tables(report["body"], previous, current),
-            f"Machine: {report['machine']}. Load: `{report['uptime_before']}` before, "
-            f"`{report['uptime_after']}` after."])
+            f"Machine: {run['machine']}. Load: `{run['uptime_before']}` before, "
+            f"`{run['uptime_after']}` after."])
     for text in texts.values():
         log("\n" + text)
     if write and BENCHMARKS_MD.exists():
