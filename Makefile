@@ -150,10 +150,10 @@ clean:
 	rm -rf $(VENV) .venv-envoy .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# The benchmark (not part of `make test`): native routing vs Lua vs meshver vs an empty wasm
-# filter on the same Envoy and upstream, then JSON bodies moved between versions (the body
-# filter vs plain proxying vs Envoy's transform filter); results and method in BENCHMARKS.md.
-# About 15 minutes.
+# The benchmark (not part of `make test`): native routing vs Lua vs meshver (wasm and native
+# host) vs an empty wasm filter and an empty native module on the same Envoy and upstream, then
+# JSON bodies moved between versions (the body filter vs plain proxying vs Envoy's transform
+# filter); results and method in BENCHMARKS.md. About 25 minutes.
 .PHONY: bench
 bench: build cli venv h2load
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
