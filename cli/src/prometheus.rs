@@ -72,9 +72,9 @@ pub struct StepQueries {
 /// The queries for `cluster` (a deployment's route key) on its line `route` over `window`;
 /// `selector` adds label matchers (`job="mesh"`), or is empty.
 pub fn step_queries(cluster: &str, route: &str, selector: &str, window: Duration) -> StepQueries {
-    let extra = if selector.trim().is_empty() { String::new() } else { format!(",{}", selector.trim()) };
+    let extra = extra_matchers(selector);
     let cluster = format!("envoy_cluster_name=\"{}\"{extra}", escape(cluster));
-    let range = format!("{}ms", window.as_millis().max(1000));
+    let range = range(window);
     StepQueries {
         requests: format!("sum(increase(envoy_cluster_upstream_rq_total{{{cluster}}}[{range}]))"),
         errors: format!(
@@ -83,15 +83,36 @@ pub fn step_queries(cluster: &str, route: &str, selector: &str, window: Duration
         p99: format!(
             "histogram_quantile(0.99, sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{{{cluster}}}[{range}])))"
         ),
-        line_requests: format!(
-            "sum(increase(meshver_requests_total{{route=\"{}\",outcome=\"forwarded\"{extra}}}[{range}]))",
-            escape(route)
-        ),
+        line_requests: line_requests(route, &extra, &range),
     }
 }
 
+/// What the filters forwarded on the line `route` over `range` (`extra`: [`extra_matchers`]).
+pub fn line_requests(route: &str, extra: &str, range: &str) -> String {
+    format!(
+        "sum(increase(meshver_requests_total{{route=\"{}\",outcome=\"forwarded\"{extra}}}[{range}]))",
+        escape(route)
+    )
+}
+
+/// A selector's label matchers (`job="mesh"`) to follow others inside braces: `,job="mesh"`, or
+/// nothing for an empty selector.
+pub fn extra_matchers(selector: &str) -> String {
+    let selector = selector.trim();
+    if selector.is_empty() {
+        String::new()
+    } else {
+        format!(",{selector}")
+    }
+}
+
+/// A PromQL range for `window`, a second at least.
+pub fn range(window: Duration) -> String {
+    format!("{}ms", window.as_millis().max(1000))
+}
+
 /// A label value inside PromQL double quotes.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 

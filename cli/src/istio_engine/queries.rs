@@ -9,7 +9,7 @@
 //! reports them, and with the candidate's weight at 0 what its sidecar sees is the mirror (and
 //! any request pinned to a version only it serves).
 
-use crate::prometheus::StepQueries;
+use crate::prometheus::{escape, extra_matchers, line_requests, range, StepQueries};
 use std::time::Duration;
 
 /// Who reports the requests a query counts.
@@ -43,25 +43,17 @@ pub fn istio_queries(
     if let Some(ns) = namespace {
         labels.push_str(&format!(",destination_service_namespace=\"{}\"", escape(ns)));
     }
-    let extra = if selector.trim().is_empty() { String::new() } else { format!(",{}", selector.trim()) };
+    let extra = extra_matchers(selector);
     labels.push_str(&extra);
-    let range = format!("{}ms", window.as_millis().max(1000));
+    let range = range(window);
     StepQueries {
         requests: format!("sum(increase(istio_requests_total{{{labels}}}[{range}]))"),
         errors: format!("sum(increase(istio_requests_total{{{labels},response_code=~\"5..\"}}[{range}]))"),
         p99: format!(
             "histogram_quantile(0.99, sum by (le) (increase(istio_request_duration_milliseconds_bucket{{{labels}}}[{range}])))"
         ),
-        line_requests: format!(
-            "sum(increase(meshver_requests_total{{route=\"{}\",outcome=\"forwarded\"{extra}}}[{range}]))",
-            escape(line)
-        ),
+        line_requests: line_requests(line, &extra, &range),
     }
-}
-
-/// A label value inside PromQL double quotes.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ pub fn check(shadow: &Shadow, at: &ShadowTarget, judge_source: &JudgeSource, rol
     let known = match judge_source {
         JudgeSource::Admin(admin) => has_cluster(&admin.stats().map_err(|e| e.fail(admin))?, &cluster),
         JudgeSource::Prometheus { server, selector } => {
-            let extra = if selector.trim().is_empty() { String::new() } else { format!(",{}", selector.trim()) };
+            let extra = crate::prometheus::extra_matchers(selector);
             let query = format!("count(envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{cluster}\"{extra}}})");
             let count = server.scalar(&query).map_err(|e| {
                 Fail::new(
