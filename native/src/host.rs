@@ -77,6 +77,7 @@ impl Body {
 
     /// Its size in bytes.
     fn size(self, filter: FilterEnvoyPtr) -> usize {
+        // SAFETY: `filter` is the live stream; the call only returns a size.
         let part = |body_type| unsafe { abi::envoy_dynamic_module_callback_http_get_body_size(filter, body_type) };
         self.parts(filter).into_iter().flatten().map(part).sum()
     }
