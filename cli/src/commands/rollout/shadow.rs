@@ -14,6 +14,7 @@ use crate::fail::{Fail, Outcome};
 use crate::fleet::Fleet;
 use crate::format::{millis, percent};
 use crate::judge::{judge, JudgeError, JudgeSource, Limits};
+use crate::prometheus;
 use crate::render::envoy::{shadow_cluster, shadow_key, MirroredMethods};
 use meshver::config::{Deployment, Line, Service};
 use serde_json::Value;
@@ -81,8 +82,8 @@ pub fn check(shadow: &Shadow, at: &ShadowTarget, judge_source: &JudgeSource, rol
     let known = match judge_source {
         JudgeSource::Admin(admin) => has_cluster(&admin.stats().map_err(|e| e.fail(admin))?, &cluster),
         JudgeSource::Prometheus { server, selector } => {
-            let extra = crate::prometheus::extra_matchers(selector);
-            let query = format!("count(envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{cluster}\"{extra}}})");
+            let (quoted, extra) = (prometheus::escape(&cluster), prometheus::extra_matchers(selector));
+            let query = format!("count(envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{quoted}\"{extra}}})");
             let count = server.scalar(&query).map_err(|e| {
                 Fail::new(
                     format!("cannot read {} ({e})", judge_source.describe()),
