@@ -90,9 +90,9 @@ pub fn run(args: &RolloutArgs) -> Outcome {
     let mut current = fleet.snapshot.line_weight_values(service, line);
     let shadow_target =
         shadow::ShadowTarget { service, line, target, live_weight: current.get(index).copied().unwrap_or(0) };
+    let rollback_command = format!("meshver rollback {} --line {} {}", service.name, line.major, fleet.flags());
     if let Some(shadow) = &args.shadow {
-        let rollback = format!("meshver rollback {} --line {} {}", service.name, line.major, fleet.flags());
-        shadow::check(shadow, &shadow_target, &judge_source, &rollback)?;
+        shadow::check(shadow, &shadow_target, &judge_source, &rollback_command)?;
     }
     if args.dry_run {
         print_plan(args, &fleet, &judge_source, line, deployments, index, &current);
@@ -112,7 +112,6 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         Some(w) => format!("after setting {} to {w}% of {}", target.route, line.route),
         None => "before any weight was set".to_owned(),
     };
-    let rollback_command = format!("meshver rollback {} --line {} {}", service.name, line.major, fleet.flags());
     let lost = |e: &dyn std::fmt::Display, last_set: Option<u32>| match &fleet.source {
         Source::Admin(admin) => Fail::new(
             format!(
