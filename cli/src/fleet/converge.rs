@@ -97,7 +97,7 @@ pub fn assess(runtime: &Value, written: &Written) -> State {
     let layers: Vec<&str> =
         runtime.get("layers").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
     let position = |name: &str| layers.iter().position(|l| *l == name);
-    let entry = |key: &str| runtime.pointer(&format!("/entries/{}", key.replace('~', "~0").replace('/', "~1")));
+    let entry = |key: &str| runtime.get("entries")?.get(key);
     let layer_value = |key: &str, layer: Option<usize>| -> Option<String> {
         let values = entry(key)?.get("layer_values")?.as_array()?;
         values.get(layer?)?.as_str().filter(|v| !v.is_empty()).map(str::to_owned)
