@@ -12,7 +12,7 @@ use crate::commands::to_json;
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
 use crate::format::{millis, percent};
-use crate::judge::judge;
+use crate::judge::{judge, Observed};
 use crate::prometheus::{measure, Measured, Prometheus};
 use crate::render::istio::{Mirror, Routing};
 use crate::weights;
@@ -284,7 +284,11 @@ pub fn rollout(args: &RolloutArgs) -> Outcome {
                 format!("fix {name} and roll out again"),
             ));
         }
-        println!("{label}: ok, {} mirrored requests, {} errors", measured.requests, percent(error_rate(&measured)));
+        println!(
+            "{label}: ok, {} mirrored requests, {} errors",
+            measured.requests,
+            percent(Observed::from(&measured).error_rate())
+        );
     }
     let total = args.steps.percents.len();
     for (n, step) in args.steps.percents.iter().enumerate() {
@@ -305,20 +309,12 @@ pub fn rollout(args: &RolloutArgs) -> Outcome {
         println!(
             "{label}: ok, {} requests, {} errors, p99 {}",
             measured.requests,
-            percent(error_rate(&measured)),
+            percent(Observed::from(&measured).error_rate()),
             measured.p99_ms.map_or("-".to_owned(), millis)
         );
     }
     println!("{name} now takes {}% of {}", current.get(index).unwrap_or(&0), line.route);
     Ok(())
-}
-
-fn error_rate(measured: &Measured) -> f64 {
-    if measured.requests > 0.0 {
-        measured.errors / measured.requests
-    } else {
-        0.0
-    }
 }
 
 fn print_queries(queries: &crate::prometheus::StepQueries) {
