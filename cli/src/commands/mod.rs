@@ -17,6 +17,8 @@ use meshver::config::Service;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// An Envoy admin, what its Envoy runs, and the services to act on: where the commands that
 /// read or move live weights start.
@@ -45,6 +47,16 @@ impl Connected {
         let services = snapshot.services(envoy.catalog.as_deref(), &admin)?;
         Ok(Connected { admin, snapshot, services })
     }
+}
+
+/// A flag that Ctrl-C sets, for a command that stops cleanly on it (rolls back, or gives the
+/// terminal back) instead of dying mid-change.
+pub fn interrupt_flag() -> Outcome<Arc<AtomicBool>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
+    Ok(interrupted)
 }
 
 /// Pretty JSON and a newline.

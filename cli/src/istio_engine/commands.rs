@@ -18,8 +18,7 @@ use crate::render::istio::{Mirror, Routing};
 use crate::weights;
 use meshver::config::Service;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// The catalog (`--catalog`, which `--istio` requires) and kubectl.
@@ -201,10 +200,7 @@ pub fn rollout(args: &RolloutArgs) -> Outcome {
         Fail::new(format!("cannot read Prometheus at {} ({e})", server.url), "check --prometheus and that it answers")
     })?;
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
+    let interrupted = crate::commands::interrupt_flag()?;
     // Writes the line's weights (and a mirror) into the VirtualService; other lines keep theirs.
     let write = |weights: &[u32], mirror: Option<Mirror>| {
         let mut all = live.clone();

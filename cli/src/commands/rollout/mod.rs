@@ -19,8 +19,7 @@ use crate::judge::{judge, JudgeError, JudgeSource, Limits, Mark, Observation};
 use crate::prometheus::Prometheus;
 use crate::weights;
 use meshver::config::{Deployment, Line, Service};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// Exit status after Ctrl-C (128 + SIGINT), once the line is rolled back.
@@ -102,10 +101,7 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         Fail::new(format!("cannot read {} ({e})", judge_source.describe()), "check --prometheus and that it answers")
     })?;
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
+    let interrupted = crate::commands::interrupt_flag()?;
 
     let mut last_set: Option<u32> = None;
     let state = |last_set: Option<u32>| match last_set {

@@ -20,7 +20,6 @@ use ratatui::DefaultTerminal;
 use screen::{Row, View};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use window::Window;
 
@@ -39,10 +38,7 @@ const KEY_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(envoy: &EnvoyFlags, args: &WatchArgs) -> Outcome {
     let live = Connected::open(envoy)?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .map_err(|e| Fail::new(format!("cannot handle Ctrl-C: {e}"), "run meshver from a normal shell"))?;
+    let interrupted = crate::commands::interrupt_flag()?;
     let mut watch = Watch { live, window: Window::new(args.window), args, problem: None };
     if std::io::stdout().is_terminal() {
         on_terminal(&mut watch, &interrupted)
