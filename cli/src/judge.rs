@@ -191,7 +191,8 @@ impl JudgeSource {
     pub fn plan(&self, cluster: &str, route: &str, interval: Duration) -> Vec<String> {
         match self {
             JudgeSource::Admin(admin) => vec![format!(
-                "GET {}/stats?format=json&histogram_buckets=detailed at the start and end of each interval:                  cluster.{cluster}.upstream_rq_completed, upstream_rq_5xx, upstream_rq_time",
+                "GET {}/stats?format=json&histogram_buckets=detailed at the start and end of each interval: \
+                 cluster.{cluster}.upstream_rq_completed, upstream_rq_5xx, upstream_rq_time",
                 admin.url
             )],
             JudgeSource::Prometheus { selector, .. } => {
