@@ -8,7 +8,24 @@ use meshver::filter::{BodyHost, Host};
 use meshver::header_map;
 use meshver::metrics::Series;
 use meshver::problem::Answer;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// Whether the request hook running on this worker has answered its request: one that
+    /// panics after answering must not answer again.
+    static ANSWERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the start of a request hook (see [`answered`]).
+pub fn hook_starts() {
+    ANSWERED.with(|answered| answered.set(false));
+}
+
+/// Whether the request hook running has sent its answer.
+pub fn answered() -> bool {
+    ANSWERED.with(Cell::get)
+}
 
 /// The metadata that carries a gRPC answer's status. Envoy keeps a `grpc-status` the filter
 /// sets on a local reply to a gRPC call (`send_response` takes no gRPC status of its own), and
@@ -280,4 +297,5 @@ pub fn send(filter: FilterEnvoyPtr, answer: &Answer) {
             ModuleBuffer::of(answer.details.as_bytes()),
         );
     }
+    ANSWERED.with(|answered| answered.set(true));
 }

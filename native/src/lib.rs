@@ -168,9 +168,10 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     end_of_stream: bool,
 ) -> i32 {
     let answered = || {
-        host::send(filter, &internal_error());
+        answer_unless_answered(filter);
         abi::STOP_ITERATION
     };
+    host::hook_starts();
     guarded("on_http_filter_request_headers", answered, || {
         // SAFETY: the pointer `filter_new` returned, for this stream.
         let config = match unsafe { stream::of(config) } {
@@ -235,6 +236,7 @@ fn on_body_stream(
     on_panic: fn(FilterEnvoyPtr) -> i32,
     step: impl FnOnce(&mut BodyExchange, &mut NativeHost<'_>, &meshver::config::Catalog) -> i32,
 ) -> i32 {
+    host::hook_starts();
     guarded(
         hook,
         || on_panic(filter),
@@ -250,8 +252,16 @@ fn on_body_stream(
 
 /// A request that panicked while its body was held: answered 500, nothing more of it.
 fn request_panicked(filter: FilterEnvoyPtr) -> i32 {
-    host::send(filter, &internal_error());
+    answer_unless_answered(filter);
     abi::STOP_NO_BUFFER
+}
+
+/// Answers a request whose hook panicked 500, unless the hook had answered it already (Envoy
+/// takes one local reply per stream).
+fn answer_unless_answered(filter: FilterEnvoyPtr) {
+    if !host::answered() {
+        host::send(filter, &internal_error());
+    }
 }
 
 /// A response that panicked: passed on as it is (its headers may be on their way already).
