@@ -134,6 +134,16 @@ def test_without_apply_the_patch_is_printed_and_nothing_written(cluster):
     assert line_weights(merged) == {"user-2-1-0": 40, "user-2-0-3": 60}
 
 
+def test_status_refuses_istio_and_says_where_to_look(cluster):
+    """status reads Envoy admins only: with --istio it says so in one line and asks kubectl nothing."""
+    for watch in ([], ["--watch", "--count", "1"]):
+        result = cluster.meshver("status", *watch, "--istio", "--catalog", CATALOG)
+        assert result.returncode == 1
+        assert result.stderr.startswith("meshver: status reads Envoys' admins, not Istio's VirtualServices"), result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    assert cluster.calls() == []
+
+
 def test_other_lines_keep_their_live_weights(cluster):
     """Only the line asked for changes: another line's live weights are read back from the
     VirtualService and written as they are (the merge patch replaces the whole route list)."""

@@ -239,6 +239,10 @@ fn run(command: Command) -> Outcome {
             commands::render::istio(&catalog, &options, output.as_deref())
         }
         Command::Publish { mesh, wasm_relative_to } => commands::publish::run(&mesh, wasm_relative_to),
+        Command::Status { envoy, .. } if envoy.istio.istio => Err(fail::Fail::new(
+            "status reads Envoys' admins, not Istio's VirtualServices (--istio)",
+            "give --admin URL or --runtime-dir DIR; under Istio, `kubectl get virtualservice` shows the weights and Prometheus the traffic",
+        )),
         Command::Status { envoy, watch: true, interval, window, count, .. } => {
             commands::watch::run(&envoy, &commands::watch::WatchArgs { interval, window, count })
         }
