@@ -6,8 +6,8 @@ use super::queries::{istio_queries, Reporter};
 use super::{live_weights, merge_patch, virtual_service_name, IstioFlags};
 use crate::admin::retry;
 use crate::catalog::{configured_weights, find_deployment, find_service, load_file, stable_index, CatalogFile};
-use crate::commands::rollout::progress::wait_with;
-use crate::commands::rollout::{candidate, Candidate, RolloutArgs, EXIT_INTERRUPTED, WAIT_INTERVALS};
+use crate::commands::rollout::progress::measure_after;
+use crate::commands::rollout::{candidate, Candidate, RolloutArgs, EXIT_INTERRUPTED};
 use crate::commands::to_json;
 use crate::fail::{Fail, Outcome};
 use crate::flags::EnvoyFlags;
@@ -19,7 +19,7 @@ use crate::weights;
 use meshver::config::Service;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The catalog (`--catalog`, which `--istio` requires) and kubectl.
 struct Engine {
@@ -233,25 +233,22 @@ pub fn rollout(args: &RolloutArgs) -> Outcome {
     // WAIT_INTERVALS more intervals, as the fleet's Prometheus judge does.
     let measure_step = |label: &str, reporter: Reporter| -> Outcome<Option<Measured>> {
         let start = Instant::now();
-        if !wait_with(args.interval, label, &interrupted, || None) {
-            return Ok(None);
-        }
-        let deadline = Instant::now() + args.interval * WAIT_INTERVALS;
-        loop {
-            let measured =
+        measure_after(
+            args.interval,
+            label,
+            &interrupted,
+            || None,
+            || {
                 retry(&interrupted, || measure(&server, &queries(reporter, start.elapsed()))).map_err(|e| {
                     Fail::new(
                         format!("lost Prometheus at {} ({e}) at {label}: cannot judge it", server.url),
                         "roll out again once it answers",
                     )
-                })?;
-            if measured.requests >= limits.min_requests as f64 || Instant::now() >= deadline {
-                return Ok(Some(measured));
-            }
-            if !wait_with(args.interval.min(Duration::from_secs(1)), label, &interrupted, || None) {
-                return Ok(None);
-            }
-        }
+                })
+            },
+            |measured: &Measured| measured.requests >= limits.min_requests as f64,
+            |_| (),
+        )
     };
 
     if let Some(shadow) = &args.shadow {

@@ -20,7 +20,7 @@ use crate::prometheus::Prometheus;
 use crate::weights;
 use meshver::config::{Deployment, Line, Service};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Exit status after Ctrl-C (128 + SIGINT), once the line is rolled back.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -192,45 +192,32 @@ pub fn run(args: &RolloutArgs) -> Outcome {
             let seen = judge_source.observe(&target.route, &line.route, &mark).ok()?;
             Some(format!("{} requests, {} 5xx", seen.observed.requests, seen.observed.errors))
         };
-        let mut finished = progress::wait_with(args.interval, &label, &interrupted, live);
-        let mut seen = Observation::default();
-        if finished {
-            // A fleet's judge waits for --min-requests, up to WAIT_INTERVALS more intervals.
-            let deadline = Instant::now() + args.interval * WAIT_INTERVALS;
-            let mut told = false;
-            loop {
-                seen = retry(&interrupted, || judge_source.observe(&target.route, &line.route, &mark))
-                    .map_err(judge_lost)?;
-                if !judge_source.is_patient()
-                    || seen.observed.requests >= limits.min_requests
-                    || Instant::now() >= deadline
-                {
-                    break;
-                }
-                if !told {
-                    told = true;
-                    println!(
-                        "{label}: {} requests so far{}, fewer than --min-requests {}; waiting up to {} more",
-                        seen.observed.requests,
-                        seen.line_requests.map_or(String::new(), |n| format!(" ({n} on {})", line.route)),
-                        limits.min_requests,
-                        humantime::format_duration(args.interval * WAIT_INTERVALS)
-                    );
-                }
-                if !progress::wait_with(Duration::from_secs(1), &label, &interrupted, || None) {
-                    finished = false;
-                    break;
-                }
-            }
-        }
-        if !finished {
+        // A fleet's judge waits for --min-requests, up to WAIT_INTERVALS more intervals.
+        let seen = progress::measure_after(
+            args.interval,
+            &label,
+            &interrupted,
+            live,
+            || retry(&interrupted, || judge_source.observe(&target.route, &line.route, &mark)).map_err(&judge_lost),
+            |seen: &Observation| !judge_source.is_patient() || seen.observed.requests >= limits.min_requests,
+            |seen| {
+                println!(
+                    "{label}: {} requests so far{}, fewer than --min-requests {}; waiting up to {} more",
+                    seen.observed.requests,
+                    seen.line_requests.map_or(String::new(), |n| format!(" ({n} on {})", line.route)),
+                    limits.min_requests,
+                    humantime::format_duration(args.interval * WAIT_INTERVALS)
+                );
+            },
+        )?;
+        let Some(seen) = seen else {
             let after = roll_back(last_set)?;
             return Err(with_lagging(
                 Fail::new(format!("interrupted at {label}"), format!("{rolled_back} (all of {})", line.route))
                     .with_code(EXIT_INTERRUPTED),
                 after,
             ));
-        }
+        };
         let window = match &mark {
             Mark::Since(start) => {
                 humantime::format_duration(Duration::from_secs(start.elapsed().as_secs())).to_string()

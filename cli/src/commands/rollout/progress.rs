@@ -31,3 +31,34 @@ pub fn wait_with(interval: Duration, label: &str, interrupted: &AtomicBool, live
     bar.finish_and_clear();
     !interrupted.load(Ordering::SeqCst)
 }
+
+/// Waits one interval (`live` on the bar), then measures it with `observe`. A measure that is not
+/// `enough` (too few requests for a patient judge) is taken again each second, for up to
+/// [`super::WAIT_INTERVALS`] more intervals; `short` is told of the first one. `Ok(None)`: interrupted.
+pub fn measure_after<T, E>(
+    interval: Duration,
+    label: &str,
+    interrupted: &AtomicBool,
+    live: impl Fn() -> Option<String>,
+    mut observe: impl FnMut() -> Result<T, E>,
+    enough: impl Fn(&T) -> bool,
+    short: impl FnOnce(&T),
+) -> Result<Option<T>, E> {
+    if !wait_with(interval, label, interrupted, live) {
+        return Ok(None);
+    }
+    let deadline = Instant::now() + interval * super::WAIT_INTERVALS;
+    let mut short = Some(short);
+    loop {
+        let seen = observe()?;
+        if enough(&seen) || Instant::now() >= deadline {
+            return Ok(Some(seen));
+        }
+        if let Some(tell) = short.take() {
+            tell(&seen);
+        }
+        if !wait_with(interval.min(Duration::from_secs(1)), label, interrupted, || None) {
+            return Ok(None);
+        }
+    }
+}

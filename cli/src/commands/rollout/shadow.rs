@@ -8,18 +8,18 @@
 //! when every deployment of the line can serve the version it asked for (otherwise it pins the
 //! request to a deployment): so the candidate is never sent a request it cannot serve by version.
 
-use super::{progress, EXIT_INTERRUPTED, WAIT_INTERVALS};
+use super::{progress, EXIT_INTERRUPTED};
 use crate::admin::retry;
 use crate::fail::{Fail, Outcome};
 use crate::fleet::Fleet;
 use crate::format::{millis, percent};
-use crate::judge::{judge, JudgeError, JudgeSource, Limits};
+use crate::judge::{judge, JudgeError, JudgeSource, Limits, Observation};
 use crate::prometheus;
 use crate::render::envoy::{shadow_cluster, shadow_key, MirroredMethods};
 use meshver::config::{Deployment, Line, Service};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What `--shadow` and `--shadow-all-methods` asked.
 #[derive(Debug, Clone, Copy)]
@@ -167,22 +167,15 @@ pub fn run(
     // Mirror for the interval; a fleet's judge (Prometheus) that has seen fewer than
     // --min-requests copies keeps mirroring up to WAIT_INTERVALS more intervals, as a step waits.
     // None: interrupted.
-    let observed = (|| {
-        if !progress::wait_with(interval, &label, interrupted, live) {
-            return Ok(None);
-        }
-        let deadline = Instant::now() + interval * WAIT_INTERVALS;
-        loop {
-            let seen = retry(interrupted, || judge_source.observe(&cluster, &at.line.route, &mark))?;
-            if !judge_source.is_patient() || seen.observed.requests >= limits.min_requests || Instant::now() >= deadline
-            {
-                return Ok(Some(seen));
-            }
-            if !progress::wait_with(interval.min(Duration::from_secs(1)), &label, interrupted, || None) {
-                return Ok(None);
-            }
-        }
-    })();
+    let observed = progress::measure_after(
+        interval,
+        &label,
+        interrupted,
+        live,
+        || retry(interrupted, || judge_source.observe(&cluster, &at.line.route, &mark)),
+        |seen: &Observation| !judge_source.is_patient() || seen.observed.requests >= limits.min_requests,
+        |_| (),
+    );
     // Mirroring stops whatever happened; retried even after Ctrl-C.
     turn_off().map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
     let seen = observed.map_err(|e: JudgeError| {
