@@ -32,7 +32,8 @@ pub fn parse(buffer: &[u8]) -> Option<Vec<Header<'_>>> {
     (data <= buffer.len()).then_some(headers)
 }
 
-/// The host's side of the format: what Envoy hands over, for tests and benchmarks.
+/// The host's side of the format: what Envoy hands over. The native host builds it from Envoy's
+/// header entries, the wasm host for a local answer's headers, the tests and benches for their maps.
 pub fn serialise(headers: &[Header<'_>]) -> Vec<u8> {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     // Sized once: the native host serialises every request's headers here.

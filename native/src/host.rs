@@ -38,24 +38,12 @@ pub struct NativeHost<'c> {
     /// Whether a request header was set or removed: the route Envoy picked before the filter
     /// ran is then recomputed.
     pub headers_changed: bool,
-    /// The request's header names as read, one bit of 64 per name's hash: a header no bit
-    /// says is there is not removed (Envoy's removal costs as much as a set, and the headers the
-    /// core removes are clients' own, which the rendered config already strips).
-    pub request_names: u64,
 }
 
 impl<'c> NativeHost<'c> {
     pub fn new(filter: FilterEnvoyPtr, config: &'c NativeConfig) -> Self {
-        NativeHost { filter, config, headers_changed: false, request_names: u64::MAX }
+        NativeHost { filter, config, headers_changed: false }
     }
-}
-
-/// A header name's bit in [`NativeHost::request_names`] (FNV-1a, folded).
-fn name_bit(name: &[u8]) -> u64 {
-    let hash = name
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x100_0000_01b3));
-    1 << (hash % 64)
 }
 
 /// What makes the test-only `panic-probe` build panic: a request header of this name, or these
@@ -142,9 +130,8 @@ impl Body {
     }
 }
 
-/// A header map of the stream, serialised as the core reads it, and its names' bits (see
-/// [`NativeHost::request_names`]).
-fn header_map(filter: FilterEnvoyPtr, header_type: i32) -> Option<(Vec<u8>, u64)> {
+/// A header map of the stream, serialised as the core reads it.
+fn header_map(filter: FilterEnvoyPtr, header_type: i32) -> Option<Vec<u8>> {
     // SAFETY: `filter` is the live stream of the hook that made this host; Envoy fills exactly
     // `size` entries (the count it just gave) and the bytes they point at stay Envoy's until a
     // header is set, which is after they are copied into the map below.
@@ -160,8 +147,7 @@ fn header_map(filter: FilterEnvoyPtr, header_type: i32) -> Option<(Vec<u8>, u64)
         if pairs.iter().any(|(name, _)| *name == PANIC_PROBE) {
             panic!("x-meshver-test-panic: a panic inside the module, on purpose");
         }
-        let names = pairs.iter().fold(0, |bits, (name, _)| bits | name_bit(name));
-        Some((header_map::serialise(&pairs), names))
+        Some(header_map::serialise(&pairs))
     }
 }
 
@@ -181,15 +167,10 @@ fn set_header(filter: FilterEnvoyPtr, header_type: i32, name: &str, value: Optio
 
 impl Host for NativeHost<'_> {
     fn request_header_map(&mut self) -> Option<Vec<u8>> {
-        let (map, names) = header_map(self.filter, abi::REQUEST_HEADERS)?;
-        self.request_names = names;
-        Some(map)
+        header_map(self.filter, abi::REQUEST_HEADERS)
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&[u8]>) {
-        if value.is_none() && self.request_names & name_bit(name.as_bytes()) == 0 {
-            return;
-        }
         self.headers_changed = true;
         if !set_header(self.filter, abi::REQUEST_HEADERS, name, value) {
             log(LogLevel::Warn, format_args!("meshver: could not set request header {name}"));
@@ -239,7 +220,7 @@ impl BodyHost for NativeHost<'_> {
     }
 
     fn response_header_map(&mut self) -> Option<Vec<u8>> {
-        header_map(self.filter, abi::RESPONSE_HEADERS).map(|(map, _)| map)
+        header_map(self.filter, abi::RESPONSE_HEADERS)
     }
 
     fn set_response_header(&mut self, name: &str, value: Option<&[u8]>) {

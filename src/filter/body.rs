@@ -84,7 +84,7 @@ impl BodyExchange {
             host.count(exchange.series(OutcomeLabel::Forwarded));
             return (None, Step::Continue);
         };
-        if plan.has_response_steps() {
+        if plan.has_response_steps() && request.first("accept-encoding").is_some() {
             // An encoded response could not be walked back.
             host.set_request_header("accept-encoding", None);
         }
@@ -99,7 +99,9 @@ impl BodyExchange {
             // The body will change size: the upstream gets it chunked (the headers go on now;
             // Envoy's wasm host cannot hold them and still hand the filter the body).
             exchange.request_pending = true;
-            host.set_request_header("content-length", None);
+            if request.first("content-length").is_some() {
+                host.set_request_header("content-length", None);
+            }
             Step::Continue
         };
         (Some(exchange), step)
