@@ -159,6 +159,17 @@ pub fn admin_member(text: &str) -> Result<Member, Infallible> {
     Ok(Member::parse(text))
 }
 
+/// A server's base URL as a flag gives it: no trailing `/`, `http://` when it names no scheme
+/// (`127.0.0.1:9090/` → `http://127.0.0.1:9090`).
+pub fn base_url(text: &str) -> String {
+    let url = text.trim_end_matches('/');
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 /// `--selector`: a label `KEY=VALUE`.
 pub fn label(text: &str) -> Result<(String, String), BadFlag> {
     text.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| {

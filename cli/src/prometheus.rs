@@ -29,8 +29,7 @@ impl std::fmt::Display for PrometheusError {
 impl Prometheus {
     /// A client of the server at `url` (`http://127.0.0.1:9090`; a URL without a scheme is http).
     pub fn new(url: &str) -> Prometheus {
-        let url = url.trim_end_matches('/');
-        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let url = crate::flags::base_url(url);
         // A refused query is answered 400 with the reason in the JSON body: read it, not the status.
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))

@@ -21,8 +21,7 @@ impl Member {
             Some((name, url)) if !name.contains("://") => (Some(name.trim()), url.trim()),
             _ => (None, text),
         };
-        let url = url.trim_end_matches('/');
-        let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+        let url = crate::flags::base_url(url);
         let name = match name {
             Some(name) if !name.is_empty() => name.to_owned(),
             _ => url.split_once("://").map_or(url.as_str(), |(_, rest)| rest).to_owned(),

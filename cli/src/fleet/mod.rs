@@ -130,6 +130,22 @@ impl Fleet {
         self.converge(written).iter().filter(|r| r.state != State::Converged).map(Report::describe).collect()
     }
 
+    /// A rollout's failure for Envoys that did not `what` ("start mirroring") by the deadline:
+    /// `outcome` first (what the rollout did about it), then one line per Envoy.
+    pub fn lagging_failure(&self, lagging: &[String], outcome: &str, what: &str, todo: &str) -> Fail {
+        let mut fail = Fail::new(
+            format!(
+                "{outcome}: {} of {} Envoys did not {what} within {}",
+                lagging.len(),
+                self.members.len(),
+                humantime::format_duration(self.converge_timeout)
+            ),
+            todo,
+        );
+        fail.lines.extend(lagging.iter().map(|l| format!("  {l}")));
+        fail
+    }
+
     /// For `shift` and `rollback`: waits for the members, then says how soon they all used what
     /// was written (`all 3 Envoys use it, the last after 0.21s`), or fails naming the others.
     pub fn settle(&self, written: &Written) -> Outcome {

@@ -158,16 +158,12 @@ pub fn run(args: &RolloutArgs) -> Outcome {
         let lagging = fleet.lagging(&written);
         if !lagging.is_empty() {
             let after = roll_back(last_set)?;
-            let mut fail = Fail::new(
-                format!(
-                    "{rolled_back}: {} of {} Envoys did not use the weights of {label} within {}",
-                    lagging.len(),
-                    fleet.members.len(),
-                    humantime::format_duration(fleet.converge_timeout)
-                ),
+            let fail = fleet.lagging_failure(
+                &lagging,
+                &rolled_back,
+                &format!("use the weights of {label}"),
                 "fix or restart them (they keep their last weights), then roll out again",
             );
-            fail.lines.extend(lagging.iter().map(|l| format!("  {l}")));
             return Err(with_lagging(fail, after));
         }
         // The judge's reads are retried like the admin's; a judge lost for good rolls back where

@@ -146,17 +146,12 @@ pub fn run(
     let lagging = fleet.lagging(&written);
     if !lagging.is_empty() {
         turn_off().map_err(|e| lost(format!("cannot write {} ({e})", fleet.describe())))?;
-        let mut fail = Fail::new(
-            format!(
-                "stopped the rollout of {name}: {} of {} Envoys did not start mirroring within {}",
-                lagging.len(),
-                fleet.members.len(),
-                humantime::format_duration(fleet.converge_timeout)
-            ),
+        return Err(fleet.lagging_failure(
+            &lagging,
+            &format!("stopped the rollout of {name}"),
+            "start mirroring",
             "mirroring is off and no weight was changed; fix or restart them, then roll out again",
-        );
-        fail.lines.extend(lagging.iter().map(|l| format!("  {l}")));
-        return Err(fail);
+        ));
     }
     let label =
         format!("shadow: {} mirrors {}% of {}'s {}", at.target.route, shadow.percent, at.line.route, shadow.methods());
