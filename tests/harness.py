@@ -507,6 +507,19 @@ def meshver_cli():
     return str(ROOT / "target/debug/meshver")
 
 
+def interrupt(proc, until, what, wait=15, timeout=30):
+    """Ctrl-C (SIGINT) to the CLI process `proc` once `until()` holds (within `wait` s, `what` naming
+    it); its (stdout, stderr) once it exits. Killed if it does not exit within `timeout` s."""
+    try:
+        wait_for(until, wait, what, proc)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def meshver(*args, cwd=ROOT, timeout=60):
     """Run the CLI with `args` (cwd: the repository root); its CompletedProcess, output as text."""
     return subprocess.run([meshver_cli(), *map(str, args)], cwd=cwd, capture_output=True, text=True,

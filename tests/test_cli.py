@@ -2,7 +2,6 @@
 by Envoy, status, shift, rollback, and rollouts that finish or roll back by themselves."""
 
 import json
-import signal
 import subprocess
 import time
 
@@ -270,14 +269,8 @@ def test_ctrl_c_rolls_back_and_exits_130(stack):
     proc = subprocess.Popen([harness.meshver_cli(), "rollout", "user", "--to", "2.1.0", "--steps", "30,100",
                              "--interval", "30s", "--admin", stack.admin],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_new_weight(stack, 30, proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = harness.interrupt(proc, lambda: stack.line_weights()[1] == 30,
+                                 f"the rollout setting {stack.new} to 30%", wait=10, timeout=10)
     assert proc.returncode == 130, out + err
     assert "interrupted at step 1/2" in err and "rolled back user to 2.0.3" in err
     assert stack.line_weights() == (100, 0)

@@ -269,12 +269,8 @@ def rollout_in_background(stack, prometheus_url, interval):
 def test_ctrl_c_rolls_the_fleet_back_and_exits_130(rolled_back):
     stack = rolled_back
     proc = rollout_in_background(stack, stack.prometheus.url, "30s")
-    try:
-        harness.wait_for(lambda: stack.candidate_weights() == [50, 50, 50], 15, "the first step on every Envoy", proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    out, err = harness.interrupt(proc, lambda: stack.candidate_weights() == [50, 50, 50],
+                                 "the first step on every Envoy")
     assert proc.returncode == 130, out + err
     assert "interrupted at step 1/2" in err and "rolled back user to 2.0.3 (all of user-v2)" in err, err
     assert stack.candidate_weights() == [0, 0, 0]

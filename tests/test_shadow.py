@@ -8,7 +8,6 @@ Each upstream counts what it received (GET /__requests): copies Envoy mirrored c
 
 import json
 import re
-import signal
 import subprocess
 
 import pytest
@@ -181,14 +180,8 @@ def test_ctrl_c_in_shadow_turns_mirroring_off_and_exits_130(stack):
     proc = subprocess.Popen([harness.meshver_cli(), "rollout", "user", "--to", "2.1.0", "--shadow", "25",
                              "--interval", "30s", "--admin", stack.envoy.admin_url, "--catalog", stack.catalog_path],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        harness.wait_for(lambda: shadow_keys(stack).get(key) == 25, 10, "the shadow step mirroring", proc)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = harness.interrupt(proc, lambda: shadow_keys(stack).get(key) == 25, "the shadow step mirroring",
+                                 wait=10, timeout=15)
     assert proc.returncode == 130, out + err
     assert "interrupted in the shadow step of user 2.1.0" in err and "mirroring is off" in err, err
     assert shadow_keys(stack)[key] == 0 and user_weights(stack) == (100, 0)
